@@ -1,0 +1,174 @@
+"""Reading training data: JSONL files, local dataset folders and hub datasets, into checked records.
+
+Every problem names the file, the line and the field. SFT records become chat `messages`
+(`prompt`/`completion` records are converted), and `tokenize_chat` masks everything but assistant turns.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from align.errors import AlignError
+from align.schema import DataSpec
+
+Record = dict[str, Any]
+ROLES = ("system", "user", "assistant")
+
+
+def read_records(ref: str, split: str = "train") -> Iterator[tuple[str, int, Record]]:
+    """Yield (source, line, record) from a JSONL/JSON file, a dataset folder, or a hub dataset id."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        yield from _read_file(path)
+    elif path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if files:
+            for f in files:
+                yield from _read_file(f)
+        else:
+            yield from _read_dataset(ref, split, from_disk=True)
+    elif ref.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json"}:
+        raise AlignError(f"data file {ref} does not exist")
+    else:
+        yield from _read_dataset(ref, split, from_disk=False)
+
+
+def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise AlignError(f"cannot read data file {path}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise AlignError(f"{path} line {line}: not UTF-8 text (byte {e.start})",
+                         hint="re-encode the file as UTF-8") from None
+    if not text.strip():
+        raise AlignError(f"{path}: the file is empty")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise AlignError(f"{path} line {e.lineno}: invalid JSON: {e.msg}") from None
+        if not isinstance(data, list):
+            raise AlignError(f"{path}: a .json data file holds a list of records")
+        for i, rec in enumerate(data):
+            yield str(path), i + 1, _object(rec, path, i + 1)
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AlignError(f"{path} line {n}: invalid JSON at column {e.colno}: {e.msg}") from None
+        yield str(path), n, _object(rec, path, n)
+
+
+def _object(rec: Any, path: Path, line: int) -> Record:
+    if not isinstance(rec, dict):
+        raise AlignError(f"{path} line {line}: expected a JSON object, got {type(rec).__name__}")
+    return rec
+
+
+def _read_dataset(ref: str, split: str, from_disk: bool) -> Iterator[tuple[str, int, Record]]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(ref) if from_disk else datasets.load_dataset(ref, split=split)
+    except Exception as e:  # datasets raises many types; the user needs the reference and the reason
+        raise AlignError(f"cannot load dataset '{ref}': {e}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds[split]
+    for i, rec in enumerate(ds):
+        yield f"{ref}[{split}]", i + 1, rec
+
+
+def load_split(spec: DataSpec, parse: Callable[[str, int, Record], Record], seed: int) -> tuple[list, list]:
+    """Read and parse train and eval records; hold out `eval_fraction` of train when no eval set is given."""
+    train = [parse(src, n, rec) for src, n, rec in read_records(spec.train, spec.split)]
+    evals = [parse(src, n, rec) for src, n, rec in read_records(spec.eval, spec.split)] if spec.eval else []
+    if not evals and spec.eval_fraction > 0:
+        random.Random(seed).shuffle(train)
+        k = max(1, round(len(train) * spec.eval_fraction))
+        evals, train = train[:k], train[k:]
+    if spec.max_examples:
+        train = train[: spec.max_examples]
+    if not train:
+        raise AlignError(f"{spec.train}: no training examples")
+    return train, evals
+
+
+# ---- SFT ------------------------------------------------------------------------------------------
+
+def parse_chat(src: str, line: int, rec: Record) -> Record:
+    """An SFT record -> {"messages": [...]}: chat `messages`, or `prompt`/`completion` (strings or messages)."""
+    where = f"{src} line {line}"
+    if "messages" in rec:
+        messages = _messages(rec["messages"], f"{where}, field 'messages'")
+    elif "prompt" in rec and "completion" in rec:
+        prompt = _as_messages(rec["prompt"], "user", f"{where}, field 'prompt'")
+        completion = _as_messages(rec["completion"], "assistant", f"{where}, field 'completion'")
+        messages = prompt + completion
+    else:
+        raise AlignError(f"{where}: an SFT record needs 'messages' or 'prompt' and 'completion'",
+                         hint=f"found fields: {', '.join(rec) or 'none'}")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise AlignError(f"{where}: no assistant message, so there is nothing to learn")
+    return {"messages": messages}
+
+
+def _as_messages(value: Any, role: str, where: str) -> list[dict]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise AlignError(f"{where}: empty text")
+        return [{"role": role, "content": value}]
+    return _messages(value, where)
+
+
+def _messages(value: Any, where: str) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise AlignError(f"{where}: expected a non-empty list of {{role, content}} messages")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise AlignError(f"{where}[{i}]: expected {{\"role\": one of {'/'.join(ROLES)}, "
+                             f"\"content\": a string}}, got {json.dumps(m)[:80]}")
+        if not m["content"].strip():
+            raise AlignError(f"{where}[{i}]: empty content")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def tokenize_chat(tok: Any, messages: list[dict]) -> dict[str, list[int]]:
+    """Token ids of a rendered conversation and a mask that is 1 on assistant-turn tokens.
+
+    Renders growing prefixes of the conversation and marks the tokens each assistant turn adds, which
+    works for any chat template that renders a prefix of a conversation as a prefix of its text
+    (no `{% generation %}` markers needed, unlike TRL's assistant_only_loss).
+    """
+    ids: list[int] = []
+    mask: list[int] = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = _render(tok, messages[:i], add_generation_prompt=True) if i else []
+        upto = _render(tok, messages[: i + 1], add_generation_prompt=False)
+        if upto[: len(ids)] != ids or before[: len(ids)] != ids:
+            raise AlignError("the chat template does not render conversation prefixes as prefixes, so assistant "
+                             "tokens cannot be located", hint="set stage assistant_only_loss: false")
+        mask += [0] * (len(before) - len(ids)) + [1] * (len(upto) - len(before))
+        ids = upto
+    tail = _render(tok, messages, add_generation_prompt=False)
+    mask += [0] * (len(tail) - len(ids))
+    return {"input_ids": tail, "assistant_masks": mask}
+
+
+def _render(tok: Any, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    return list(out["input_ids"] if hasattr(out, "keys") else out)

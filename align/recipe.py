@@ -1,0 +1,264 @@
+"""Loading a recipe: YAML -> command-line overrides -> typed `schema.Recipe`, with every error at once.
+
+Errors name the file, the line, the dotted key path (`stages.sft.learning_rate`, stages addressed by
+name, the same paths overrides use) and, for an unknown key, the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from align.errors import AlignError
+from align.schema import STAGE_KINDS, Recipe, StageBase
+
+_HINTS = typing.get_type_hints
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file; raise one AlignError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise AlignError(f"cannot read recipe {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise AlignError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        raw = yaml.safe_load(text)
+        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AlignError(f"{path}{where}: YAML syntax error: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise AlignError(f"{path}: a recipe is a mapping with keys name, model, data, tracking, stages")
+    overridden = apply_overrides(raw, overrides or [])
+    v = _Validator(str(path), lines, overridden)
+    recipe = v.build(Recipe, raw, "")
+    if not v.errors:
+        _check_recipe(recipe, v)
+    if v.errors:
+        n = len(v.errors)
+        raise AlignError(f"{path}: {n} problem{'s' * (n > 1)} in the recipe", v.errors)
+    recipe.source = str(path)
+    return recipe
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
+    """Apply `a.b.c=value` overrides in place (value parsed as YAML); return the paths they set."""
+    done = set()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AlignError(f"override '{item}' is not of the form key.path=value (e.g. stages.sft.learning_rate=1e-4)")
+        node: Any = raw
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            nxt = _child(node, part)
+            if nxt is None:
+                if not isinstance(node, dict):
+                    raise AlignError(f"override '{item}': no stage named '{part}' at {'.'.join(parts[:i + 1])}")
+                nxt = node[part] = {}
+            node = nxt
+        if not isinstance(node, dict):
+            raise AlignError(f"override '{item}': {'.'.join(parts[:-1])} is not a mapping")
+        node[parts[-1]] = yaml.safe_load(value) if value else ""
+        done.add(key)
+    return done
+
+
+def _child(node: Any, part: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict) and str(item.get("name")) == part:
+                return item
+        if part.isdigit() and int(part) < len(node):
+            return node[int(part)]
+    return None
+
+
+def _item_key(path: str, i: int, item: Any) -> str:
+    name = item.get("name") if isinstance(item, dict) else None
+    return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
+
+
+def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None) -> dict[str, int]:
+    """Dotted key path -> 1-based line, from the composed YAML node tree (safe_load drops positions)."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            sub = f"{path}.{k.value}" if path else str(k.value)
+            out[sub] = k.start_mark.line + 1
+            _line_map(v, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            name = next((c.value for k, c in getattr(v, "value", []) if getattr(k, "value", None) == "name"), None)
+            sub = f"{path}.{name}" if isinstance(name, str) and name and isinstance(v, yaml.MappingNode) else f"{path}[{i}]"
+            out[sub] = v.start_mark.line + 1
+            _line_map(v, sub, out)
+    return out
+
+
+class _Validator:
+    """Builds dataclasses from plain data, collecting errors instead of stopping at the first."""
+
+    def __init__(self, source: str, lines: dict[str, int], overridden: set[str]):
+        self.source, self.lines, self.overridden, self.errors = source, lines, overridden, []
+
+    def error(self, path: str, message: str) -> None:
+        if path in self.overridden:
+            where = "command-line override"
+        else:
+            probe = path
+            while probe and probe not in self.lines:
+                probe = probe.rpartition(".")[0]
+            where = f"line {self.lines[probe]}" if probe else "top level"
+        self.errors.append(f"{where}, {path or '<recipe>'}: {message}")
+
+    def build(self, cls: type, raw: Any, path: str) -> Any:
+        if not isinstance(raw, dict):
+            self.error(path, f"expected a mapping of {cls.__name__} keys, got {type(raw).__name__}")
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        hints = _HINTS(cls)
+        kwargs = {}
+        for key, value in raw.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in fields:
+                near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+                self.error(sub, "unknown key" + (f"; did you mean '{near[0]}'?" if near else
+                                                 f"; valid keys: {', '.join(fields)}"))
+                continue
+            kwargs[key] = self.value(hints[key], value, sub)
+        for name, f in fields.items():
+            if name not in raw and f.default is None and f.default_factory is dataclasses.MISSING and \
+                    not _optional(hints[name]):
+                self.error(f"{path}.{name}" if path else name, "required key is missing")
+        try:
+            return cls(**{k: v for k, v in kwargs.items() if v is not _BAD})
+        except TypeError:
+            return None
+
+    def value(self, tp: Any, value: Any, path: str) -> Any:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            options = [a for a in args if a is not type(None)]
+            for opt in options:  # first option that accepts the value silently wins
+                trial = _Validator(self.source, self.lines, self.overridden)
+                out = trial.value(opt, value, path)
+                if not trial.errors:
+                    return out
+            return self.value(options[-1], value, path)
+        if origin is typing.Literal:
+            if value not in args:
+                near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+                self.error(path, f"'{value}' is not one of {', '.join(map(str, args))}" +
+                           (f"; did you mean '{near[0]}'?" if near else ""))
+                return _BAD
+            return value
+        if origin is list:
+            if not isinstance(value, list):
+                self.error(path, f"expected a list, got {_describe(value)}")
+                return _BAD
+            if args and args[0] is StageBase:
+                return [self.stage(item, _item_key(path, i, item)) for i, item in enumerate(value)]
+            return [self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, path) if value is not None else self.build(tp, {}, path)
+        return self.scalar(tp, value, path)
+
+    def scalar(self, tp: type, value: Any, path: str) -> Any:
+        if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            return value
+        self.error(path, f"expected {tp.__name__}, got {_describe(value)}")
+        return _BAD
+
+    def stage(self, raw: Any, path: str) -> StageBase | None:
+        if not isinstance(raw, dict):
+            self.error(path, f"a stage is a mapping with at least name and kind, got {_describe(raw)}")
+            return None
+        kind = raw.get("kind", raw.get("name"))
+        if kind not in STAGE_KINDS:
+            near = difflib.get_close_matches(str(kind), STAGE_KINDS, n=1)
+            self.error(f"{path}.kind", f"unknown stage kind '{kind}'; valid kinds: {', '.join(STAGE_KINDS)}" +
+                       (f" (did you mean '{near[0]}'?)" if near else ""))
+            return None
+        if STAGE_KINDS[kind] is None:
+            self.error(f"{path}.kind", f"stage kind '{kind}' is reserved but not implemented yet")
+            return None
+        return self.build(STAGE_KINDS[kind], {"kind": kind, **raw}, path)
+
+
+_BAD = object()
+
+
+def _optional(tp: Any) -> bool:
+    return type(None) in typing.get_args(tp)
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _check_recipe(recipe: Recipe, v: _Validator) -> None:
+    """Rules that span fields: names, init order, numbers in range, data present and readable."""
+    if not recipe.stages:
+        v.error("stages", "a recipe needs at least one stage")
+    seen: list[str] = []
+    for stage in recipe.stages:
+        if stage is None:
+            continue
+        p = f"stages.{stage.name}"
+        if stage.name in seen:
+            v.error(p, f"two stages are named '{stage.name}'; names must be unique")
+        if stage.init != "base" and stage.init not in seen:
+            later = any(s and s.name == stage.init for s in recipe.stages)
+            v.error(f"{p}.init", f"'{stage.init}' is " + ("a later stage; a stage can only start from an earlier one"
+                    if later else f"not a stage; use 'base' or one of: {', '.join(seen) or '(no earlier stage)'}"))
+        for key in ("learning_rate", "batch_size", "grad_accum", "max_length", "eval_batch_size", "logging_steps"):
+            if getattr(stage, key) <= 0:
+                v.error(f"{p}.{key}", f"must be > 0, got {getattr(stage, key)}")
+        data = stage.data or getattr(recipe.data, data_kind(stage.kind))
+        if data is None:
+            v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data")
+        else:
+            _check_data(data, f"{p}.data" if stage.data else f"data.{data_kind(stage.kind)}", v)
+        seen.append(stage.name)
+
+
+def data_kind(stage_kind: str) -> str:
+    """Which section of the recipe's `data` a stage kind reads."""
+    return {"sft": "sft", "rm": "rankings", "dpo": "rankings"}.get(stage_kind, "prompts")
+
+
+def _check_data(data: Any, path: str, v: _Validator) -> None:
+    for key in ("train", "eval"):
+        ref = getattr(data, key)
+        if ref and _looks_local(ref) and not Path(ref).exists():
+            v.error(f"{path}.{key}", f"data file '{ref}' does not exist (paths are relative to the current folder)")
+    if not 0.0 <= data.eval_fraction < 1.0:
+        v.error(f"{path}.eval_fraction", f"must be in [0, 1), got {data.eval_fraction}")
+
+
+def _looks_local(ref: str) -> bool:
+    """A path with a file suffix or a leading ./ or / is local; 'org/name' is a hub dataset id."""
+    return ref.startswith((".", "/", "~")) or Path(ref).suffix in {".jsonl", ".json", ".csv", ".parquet"} \
+        or Path(ref).exists()

@@ -1,0 +1,63 @@
+"""What every stage shares: the context a stage runs in and the TRL/transformers arguments it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from align.recipe import data_kind
+from align.schema import DataSpec, Recipe, StageBase
+from align.tracking import Tracker
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    stage: StageBase
+    out: Path  # the artifact folder being written (renamed into place by the pipeline when complete)
+    init: Path | None  # artifact of the stage named by `init`; None = the recipe's base model
+    tracker: Tracker
+
+    @property
+    def data(self) -> DataSpec:
+        return self.stage.data or getattr(self.recipe.data, data_kind(self.stage.kind))
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed if self.stage.seed is None else self.stage.seed
+
+
+def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
+    """A TRL config (`SFTConfig`, ...) from the stage's common fields, with settings chosen for the device.
+
+    TRL defaults to bf16 autocast and gradient checkpointing even on CPU; measured here, both cost
+    throughput on small models. The loader decides checkpointing; autocast only on a bf16 GPU model.
+    """
+    s = ctx.stage
+    cuda = torch.cuda.is_available()
+    return cls(
+        output_dir=str(ctx.out / "checkpoints"),
+        learning_rate=s.learning_rate,
+        num_train_epochs=s.epochs,
+        max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=s.eval_batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        warmup_steps=s.warmup_ratio,
+        lr_scheduler_type=s.lr_scheduler,
+        weight_decay=s.weight_decay,
+        max_grad_norm=s.max_grad_norm,
+        logging_steps=s.logging_steps,
+        seed=ctx.seed,
+        data_seed=ctx.seed,
+        report_to=[],
+        save_strategy="no",
+        eval_strategy="no",
+        bf16=cuda and ctx.recipe.model.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported(),
+        gradient_checkpointing=False,
+        use_cpu=not cuda,
+        **extra,
+    )

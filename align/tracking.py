@@ -1,0 +1,125 @@
+"""Experiment tracking: W&B (offline without an API key, online with one), TensorBoard, or none.
+
+One W&B run per stage, grouped by pipeline run, `job_type` = the stage name, the resolved recipe as
+config. `read_wandb_history` reads an offline run's `.wandb` file back (wandb ships no reader).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from align.errors import AlignError
+from align.schema import TrackingSpec
+
+log = logging.getLogger("align.metrics")  # to the stage log file; the console shows the progress bar
+
+
+class Tracker:
+    """Sends one stage's metrics to the recipe's backend and to the stage log."""
+
+    def __init__(self, spec: TrackingSpec, run_dir: Path, group: str, config: dict[str, Any]):
+        self.spec, self.run_dir, self.group, self.config = spec, Path(run_dir), group, config
+        self._run: Any = None
+        self._tb: Any = None
+
+    def start(self, stage: str) -> None:
+        self.finish()
+        if self.spec.backend == "wandb":
+            import wandb
+
+            mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._run = wandb.init(
+                project=self.spec.project, entity=self.spec.entity, group=self.group, job_type=stage,
+                name=f"{self.group}-{stage}", tags=self.spec.tags, config=self.config, dir=str(self.run_dir),
+                mode=mode, reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"),
+            )
+        elif self.spec.backend == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise AlignError("tracking.backend: tensorboard needs the tensorboard package",
+                                 hint="pip install tensorboard, or set tracking.backend: wandb or none") from None
+            self._tb = SummaryWriter(str(self.run_dir / "tensorboard" / stage))
+
+    def log(self, metrics: dict[str, float], step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if not metrics:
+            return
+        log.info("step %s: %s", step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if self._run is not None:
+            self._run.log(metrics, step=step)
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(k, v, step or 0)
+
+    def summary(self, metrics: dict[str, Any]) -> None:
+        if self._run is not None:
+            self._run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+
+    def finish(self) -> None:
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def callback(self) -> TrainerCallback:
+        return _TrainerLogs(self)
+
+
+class _TrainerLogs(TrainerCallback):
+    """Forwards Trainer logs as train/<name> and eval/<name> (TRL's own W&B reporting stays off)."""
+
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            renamed = {(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in logs.items()}
+            self.tracker.log(renamed, step=state.global_step)
+
+
+def read_wandb_records(path: str | Path) -> list[Any]:
+    """Every `Record` protobuf in a `.wandb` file: a 7-byte W&B header, then LevelDB-log 32 KiB blocks."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise AlignError(f"{path} is not a W&B run file")
+    records, pos, buf, block = [], 7, b"", 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is zero padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4: pos + 6], "little"), data[pos + 6]
+        buf += data[pos + 7: pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL, or LAST piece of a record split across blocks
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            records.append(rec)
+            buf = b""
+        elif kind == 0:
+            buf = b""
+    return records
+
+
+def read_wandb_history(path: str | Path) -> list[dict[str, Any]]:
+    """The rows logged with `run.log`, as dicts (`_step` included)."""
+    rows = []
+    for rec in read_wandb_records(path):
+        if rec.WhichOneof("record_type") == "history":
+            rows.append({(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
+    return rows
+
+
+def find_wandb_files(run_dir: str | Path) -> list[Path]:
+    return sorted(Path(run_dir).glob("wandb/*run-*/run-*.wandb"))

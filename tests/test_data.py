@@ -1,0 +1,69 @@
+"""Data reading: formats, assistant-only masks, and errors that name file, line and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from align.data import load_split, parse_chat, read_records, tokenize_chat
+from align.errors import AlignError
+from align.models import load_tokenizer
+from align.schema import DataSpec, ModelSpec
+from tests.conftest import chat, write_jsonl
+
+
+def test_prompt_completion_becomes_messages(tmp_path):
+    f = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "completion": "hello"}, chat("q", "a")])
+    recs = [parse_chat(*r) for r in read_records(str(f))]
+    assert recs[0]["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert recs[1]["messages"][1]["content"] == "a"
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]}',
+     "line 2, field 'messages'[1]: expected"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}',
+     "line 2, field 'messages'[1]: empty content"),
+    ('{"prompt": "hi"}', "line 2: an SFT record needs 'messages' or 'prompt' and 'completion'"),
+    ('{"prompt": "hi", "completion": ""}', "line 2, field 'completion': empty text"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}', "line 2: no assistant message"),
+    ('{"messages": [', "line 2: invalid JSON"),
+    ('[1, 2]', "line 2: expected a JSON object"),
+])
+def test_malformed_line_names_file_line_field(tmp_path, line, expected):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"prompt": "ok", "completion": "fine"}\n' + line + "\n")
+    with pytest.raises(AlignError) as e:
+        load_split(DataSpec(train=str(f)), parse_chat, seed=0)
+    assert str(f) in str(e.value) and expected in str(e.value)
+
+
+def test_non_utf8_and_empty_files(tmp_path):
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"prompt": "ok", "completion": "fine"}\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(AlignError, match="line 2: not UTF-8"):
+        list(read_records(str(bad)))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(AlignError, match="the file is empty"):
+        list(read_records(str(empty)))
+
+
+def test_eval_fraction_holds_out_without_overlap(tmp_path):
+    f = write_jsonl(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(20)])
+    train, evals = load_split(DataSpec(train=str(f), eval_fraction=0.25), parse_chat, seed=1)
+    assert len(train) == 15 and len(evals) == 5
+    assert not {r["messages"][0]["content"] for r in train} & {r["messages"][0]["content"] for r in evals}
+
+
+def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
+    tok = load_tokenizer(ModelSpec(name=str(tiny_model_dir)))
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what is two plus two"},
+                {"role": "assistant", "content": "four"}, {"role": "user", "content": "and the cat"},
+                {"role": "assistant", "content": "sat on the mat"}]
+    row = tokenize_chat(tok, messages)
+    ids, mask = row["input_ids"], row["assistant_masks"]
+    assert len(ids) == len(mask)
+    learned = tok.decode([t for t, m in zip(ids, mask) if m])
+    assert learned == "four<|im_end|>\nsat on the mat<|im_end|>\n"
+    prompt = tok.decode([t for t, m in zip(ids, mask) if not m])
+    assert "what is two plus two" in prompt and "<|im_start|>assistant\n" in prompt and "four" not in prompt

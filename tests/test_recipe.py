@@ -1,0 +1,110 @@
+"""Recipe loading: typed config, overrides, and errors that name file, line, key and a fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from align.errors import AlignError
+from align.recipe import load_recipe
+from align.schema import SFTStage
+
+BASE = """name: r
+model:
+  name: some/model
+data:
+  sft: {{train: {train}}}
+stages:
+  - name: sft
+    kind: sft
+{extra}"""
+
+
+@pytest.fixture
+def train_file(tmp_path):
+    f = tmp_path / "train.jsonl"
+    f.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    return f
+
+
+def recipe(tmp_path, train_file, extra="", body=None):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(body if body is not None else BASE.format(train=train_file, extra=extra))
+    return path
+
+
+def problems(path, overrides=None) -> str:
+    with pytest.raises(AlignError) as e:
+        load_recipe(path, overrides)
+    return str(e.value)
+
+
+def test_valid_recipe_becomes_typed_config(tmp_path, train_file):
+    r = load_recipe(recipe(tmp_path, train_file, "    learning_rate: 1e-4\n    epochs: 2\n"))
+    stage = r.stage("sft")
+    assert isinstance(stage, SFTStage)
+    assert stage.learning_rate == 1e-4  # YAML 1.1 reads 1e-4 as a string; a float field accepts it
+    assert stage.epochs == 2.0 and isinstance(stage.epochs, float)
+    assert r.model.adapter == "lora" and r.model.lora.r == 16
+    assert r.run_dir == "runs/r"
+
+
+def test_unknown_key_names_line_and_suggests_nearest(tmp_path, train_file):
+    msg = problems(recipe(tmp_path, train_file, "    learning_rte: 1.0e-4\n"))
+    assert "recipe.yaml" in msg
+    assert "line 9, stages.sft.learning_rte: unknown key; did you mean 'learning_rate'?" in msg
+
+
+def test_wrong_type_names_key_and_value(tmp_path, train_file):
+    msg = problems(recipe(tmp_path, train_file, "    batch_size: four\n"))
+    assert "line 9, stages.sft.batch_size: expected int, got str 'four'" in msg
+
+
+def test_all_errors_reported_at_once(tmp_path, train_file):
+    msg = problems(recipe(tmp_path, train_file, "    batch_size: 2.5\n    packin: true\n    max_length: -3\n"))
+    assert "stages.sft.batch_size" in msg and "stages.sft.packin" in msg and "did you mean 'packing'" in msg
+    assert "2 problems" in msg  # range checks run once the types are right
+
+
+def test_unknown_stage_kind(tmp_path, train_file):
+    body = BASE.format(train=train_file, extra="").replace("kind: sft", "kind: sfy")
+    msg = problems(recipe(tmp_path, train_file, body=body))
+    assert "stages.sft.kind: unknown stage kind 'sfy'" in msg and "did you mean 'sft'" in msg
+
+
+def test_reserved_stage_kind_is_not_implemented_yet(tmp_path, train_file):
+    body = BASE.format(train=train_file, extra="") + "  - name: ppo\n    kind: ppo\n"
+    assert "stage kind 'ppo' is reserved but not implemented yet" in problems(recipe(tmp_path, train_file, body=body))
+
+
+def test_missing_data_file(tmp_path, train_file):
+    msg = problems(recipe(tmp_path, train_file, body=BASE.format(train=tmp_path / "nope.jsonl", extra="")))
+    assert "line 5, data.sft.train: data file" in msg and "nope.jsonl' does not exist" in msg
+
+
+def test_init_must_name_an_earlier_stage(tmp_path, train_file):
+    body = BASE.format(train=train_file, extra="    init: second\n") + "  - name: second\n    kind: sft\n"
+    msg = problems(recipe(tmp_path, train_file, body=body))
+    assert "stages.sft.init: 'second' is a later stage" in msg
+    body = BASE.format(train=train_file, extra="    init: nothing\n")
+    assert "'nothing' is not a stage" in problems(recipe(tmp_path, train_file, body=body))
+
+
+def test_wrong_literal_suggests(tmp_path, train_file):
+    body = BASE.format(train=train_file, extra="").replace("  name: some/model", "  name: m\n  adapter: lroa")
+    assert "model.adapter: 'lroa' is not one of lora, full, qlora; did you mean 'lora'?" in \
+        problems(recipe(tmp_path, train_file, body=body))
+
+
+def test_yaml_syntax_error_names_line(tmp_path, train_file):
+    path = recipe(tmp_path, train_file, body="name: r\nmodel: [unclosed\n")
+    assert "recipe.yaml line" in problems(path) and "YAML syntax error" in problems(path)
+
+
+def test_overrides_use_the_same_dotted_paths(tmp_path, train_file):
+    path = recipe(tmp_path, train_file)
+    r = load_recipe(path, ["stages.sft.learning_rate=1e-5", "model.lora.r=4", "tracking.backend=none"])
+    assert r.stage("sft").learning_rate == 1e-5 and r.model.lora.r == 4 and r.tracking.backend == "none"
+    msg = problems(path, ["stages.sft.learnin_rate=1"])
+    assert "command-line override, stages.sft.learnin_rate: unknown key; did you mean 'learning_rate'?" in msg
+    assert "no stage named 'rm'" in problems(path, ["stages.rm.beta=0.1"])
+    assert "not of the form" in problems(path, ["stages.sft.learning_rate"])
