@@ -57,7 +57,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise AlignError(f"override '{item}' is not of the form key.path=value (e.g. stages.sft.learning_rate=1e-4)")
+            raise AlignError(f"override '{item}' is not of the form key.path=value "
+                             "(e.g. stages.sft.learning_rate=1e-4)")
         node: Any = raw
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -102,7 +103,8 @@ def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None) -
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             name = next((c.value for k, c in getattr(v, "value", []) if getattr(k, "value", None) == "name"), None)
-            sub = f"{path}.{name}" if isinstance(name, str) and name and isinstance(v, yaml.MappingNode) else f"{path}[{i}]"
+            named = isinstance(name, str) and name and isinstance(v, yaml.MappingNode)
+            sub = f"{path}.{name}" if named else f"{path}[{i}]"
             out[sub] = v.start_mark.line + 1
             _line_map(v, sub, out)
     return out

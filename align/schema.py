@@ -22,7 +22,7 @@ def _f(default, help: str, **kw):
 class LoraSpec:
     r: int = _f(16, "LoRA rank.")
     alpha: int = _f(32, "LoRA scaling numerator (scale = alpha / r).")
-    dropout: float = _f(0.05, "Dropout on the LoRA branch.")
+    dropout: float = _f(0.0, "Dropout on the LoRA branch (measured on CPU: 0.05 costs ~10% of a step).")
     target_modules: str | list[str] = _f(
         "all-linear", "Modules to adapt: 'all-linear' (every linear layer but the output head) or a list of names."
     )

@@ -1,0 +1,1 @@
+"""Hand-written source material for reward_data/build.py."""

@@ -1,0 +1,27 @@
+"""The quickstart on the real embedded SmolLM2 (slow: minutes; run with `pytest -m slow`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quickstart_runs_and_held_out_loss_falls(tmp_path):
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "align", "run", "recipes/quickstart.yaml", f"output_dir={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                        "WANDB_MODE": "offline"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "sft" / "metrics.json").read_text())
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
+    assert (tmp_path / "sft" / "adapter" / "adapter_model.safetensors").exists()
+    print(f"quickstart: {time.perf_counter() - start:.0f} s, eval loss "
+          f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}")
