@@ -18,7 +18,6 @@ import yaml
 from align.errors import AlignError
 from align.schema import STAGE_KINDS, Recipe, StageBase
 
-_HINTS = typing.get_type_hints
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -131,7 +130,7 @@ class _Validator:
             self.error(path, f"expected a mapping of {cls.__name__} keys, got {type(raw).__name__}")
             return None
         fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-        hints = _HINTS(cls)
+        hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in raw.items():
             sub = f"{path}.{key}" if path else str(key)
@@ -177,6 +176,8 @@ class _Validator:
                 return [self.stage(item, _item_key(path, i, item)) for i, item in enumerate(value)]
             return [self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
         if dataclasses.is_dataclass(tp):
+            if isinstance(value, str) and getattr(tp, "SHORTHAND", None):
+                value = {tp.SHORTHAND: value}
             return self.build(tp, value, path) if value is not None else self.build(tp, {}, path)
         return self.scalar(tp, value, path)
 

@@ -8,7 +8,7 @@ A stage's fields are those of `StageBase` plus those of its kind's class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 
 def _f(default, help: str, **kw):
@@ -68,6 +68,7 @@ class DataSection:
 
 @dataclass
 class TrackingSpec:
+    SHORTHAND: ClassVar[str] = "backend"  # `tracking: none` means `tracking: {backend: none}`
     backend: Literal["wandb", "tensorboard", "none"] = _f(
         "wandb", "Where metrics go; wandb runs offline when WANDB_API_KEY is unset."
     )
@@ -103,7 +104,22 @@ class SFTStage(StageBase):
     assistant_only_loss: bool = _f(True, "Train only on assistant tokens; false = every token.")
 
 
-STAGE_KINDS: dict[str, type[StageBase] | None] = {"sft": SFTStage, "rm": None, "dpo": None, "ppo": None}
+@dataclass
+class RMStage(StageBase):
+    learning_rate: float = _f(1e-4, "Peak learning rate (LoRA + the new score head; half of SFT's, as the head "
+                                    "starts random).")
+    batch_size: int = _f(4, "PROMPTS per micro-batch: each brings all its K responses (K forward rows) and all "
+                            "its ranked pairs.")
+    eval_batch_size: int = _f(16, "Responses per forward pass when scoring the held-out set.")
+    loss: Literal["bradley_terry", "plackett_luce"] = _f(
+        "bradley_terry", "bradley_terry: -log sigmoid(r_better - r_worse - margin), mean over a prompt's pairs, "
+        "then over prompts; plackett_luce: listwise likelihood of the whole ranking (ties: Breslow).")
+    margin: bool = _f(True, "Subtract a record's 'margin' inside the Bradley-Terry loss (records without one: 0).")
+    center_coef: float = _f(0.0, "Reward-centering penalty coef * mean(r^2) keeping rewards near 0 "
+                                 "(e.g. 0.01); 0 = off.")
+
+
+STAGE_KINDS: dict[str, type[StageBase] | None] = {"sft": SFTStage, "rm": RMStage, "dpo": None, "ppo": None}
 """Stage kind -> its config class; None marks a kind that is reserved but not implemented yet."""
 
 

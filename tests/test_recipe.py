@@ -104,6 +104,8 @@ def test_overrides_use_the_same_dotted_paths(tmp_path, train_file):
     path = recipe(tmp_path, train_file)
     r = load_recipe(path, ["stages.sft.learning_rate=1e-5", "model.lora.r=4", "tracking.backend=none"])
     assert r.stage("sft").learning_rate == 1e-5 and r.model.lora.r == 4 and r.tracking.backend == "none"
+    assert load_recipe(path, ["tracking=tensorboard"]).tracking.backend == "tensorboard"  # shorthand
+    assert "'tensorbord' is not one of" in problems(path, ["tracking=tensorbord"])
     msg = problems(path, ["stages.sft.learnin_rate=1"])
     assert "command-line override, stages.sft.learnin_rate: unknown key; did you mean 'learning_rate'?" in msg
     assert "no stage named 'rm'" in problems(path, ["stages.rm.beta=0.1"])

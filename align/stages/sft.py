@@ -39,7 +39,8 @@ def run(ctx: StageContext) -> dict:
                         padding_free=stage.packing)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tok, callbacks=[ctx.tracker.callback()])
-    metrics = {"train_examples": len(train_ds), "eval_examples": len(eval_ds or []), **stats}
+    metrics = {"train_examples": len(train_ds), "train_rows": len(trainer.train_dataset),  # rows: after packing
+               "eval_examples": len(eval_ds or []), **stats}
     if eval_ds is not None:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
     start = time.perf_counter()

@@ -64,6 +64,12 @@ def test_lora_sft_changes_every_adapter_weight_and_lowers_eval_loss(recipe_path,
     assert not any("lora" not in k for k in weights)  # nothing but adapters was trained or saved
 
 
+def test_packing_trains_on_full_rows(recipe_path):
+    metrics = run_pipeline(load_recipe(recipe_path, ["stages.sft.packing=true", "stages.sft.max_steps=3"]))["sft"]
+    assert metrics["train_examples"] == 24 and metrics["train_rows"] < 24  # packed into fewer 64-token rows
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
+
+
 def test_unchanged_stage_is_reused_and_a_changed_one_retrained(recipe_path, tmp_path, monkeypatch):
     run_pipeline(load_recipe(recipe_path))
     first = (tmp_path / "run" / "sft" / "artifact.json").read_text()
