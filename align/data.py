@@ -49,7 +49,8 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
         raise AlignError(f"{path} line {line}: not UTF-8 text (byte {e.start})",
                          hint="re-encode the file as UTF-8") from None
     if not text.strip():
-        raise AlignError(f"{path}: the file is empty")
+        raise AlignError(f"{path}: the file is empty", hint="write one JSON record per line, or point the recipe "
+                         "at the right file")
     if path.suffix == ".json":
         try:
             data = json.loads(text)
@@ -110,10 +111,10 @@ def parse_chat(src: str, line: int, rec: Record) -> Record:
     """An SFT record -> {"messages": [...]}: chat `messages`, or `prompt`/`completion` (strings or messages)."""
     where = f"{src} line {line}"
     if "messages" in rec:
-        messages = _messages(rec["messages"], f"{where}, field 'messages'")
+        messages = check_messages(rec["messages"], f"{where}, field 'messages'")
     elif "prompt" in rec and "completion" in rec:
-        prompt = _as_messages(rec["prompt"], "user", f"{where}, field 'prompt'")
-        completion = _as_messages(rec["completion"], "assistant", f"{where}, field 'completion'")
+        prompt = as_messages(rec["prompt"], "user", f"{where}, field 'prompt'")
+        completion = as_messages(rec["completion"], "assistant", f"{where}, field 'completion'")
         messages = prompt + completion
     else:
         raise AlignError(f"{where}: an SFT record needs 'messages' or 'prompt' and 'completion'",
@@ -123,15 +124,15 @@ def parse_chat(src: str, line: int, rec: Record) -> Record:
     return {"messages": messages}
 
 
-def _as_messages(value: Any, role: str, where: str) -> list[dict]:
+def as_messages(value: Any, role: str, where: str) -> list[dict]:
     if isinstance(value, str):
         if not value.strip():
             raise AlignError(f"{where}: empty text")
         return [{"role": role, "content": value}]
-    return _messages(value, where)
+    return check_messages(value, where)
 
 
-def _messages(value: Any, where: str) -> list[dict]:
+def check_messages(value: Any, where: str) -> list[dict]:
     if not isinstance(value, list) or not value:
         raise AlignError(f"{where}: expected a non-empty list of {{role, content}} messages")
     out = []
@@ -157,18 +158,18 @@ def tokenize_chat(tok: Any, messages: list[dict]) -> dict[str, list[int]]:
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before = _render(tok, messages[:i], add_generation_prompt=True) if i else []
-        upto = _render(tok, messages[: i + 1], add_generation_prompt=False)
+        before = render_chat(tok, messages[:i], add_generation_prompt=True) if i else []
+        upto = render_chat(tok, messages[: i + 1], add_generation_prompt=False)
         if upto[: len(ids)] != ids or before[: len(ids)] != ids:
             raise AlignError("the chat template does not render conversation prefixes as prefixes, so assistant "
                              "tokens cannot be located", hint="set stage assistant_only_loss: false")
         mask += [0] * (len(before) - len(ids)) + [1] * (len(upto) - len(before))
         ids = upto
-    tail = _render(tok, messages, add_generation_prompt=False)
+    tail = render_chat(tok, messages, add_generation_prompt=False)
     mask += [0] * (len(tail) - len(ids))
     return {"input_ids": tail, "assistant_masks": mask}
 
 
-def _render(tok: Any, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+def render_chat(tok: Any, messages: list[dict], add_generation_prompt: bool) -> list[int]:
     out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
     return list(out["input_ids"] if hasattr(out, "keys") else out)

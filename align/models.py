@@ -76,7 +76,8 @@ def resolve_model(name: str) -> str:
             raise AlignError(f"model folder {path} has no config.json", hint="point model.name at a folder "
                              "written by save_pretrained, a .gguf file, or a hub id")
         if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-            raise AlignError(f"model folder {path} has no weights (*.safetensors)")
+            raise AlignError(f"model folder {path} has no weights (*.safetensors)",
+                             hint="point model.name at a folder written by save_pretrained, or a hub id")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise AlignError(f"model '{name}' is neither a local folder nor a hub id",
@@ -107,7 +108,11 @@ def _converted(gguf: Path, dest: Path) -> Path:
 def load_tokenizer(spec: ModelSpec, source: str | None = None) -> PreTrainedTokenizerBase:
     """The model's tokenizer, with a pad token and, if the recipe gives one, its chat template."""
     source = source or resolve_model(spec.name)
-    tok = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except OSError as e:
+        raise AlignError(f"cannot load the tokenizer of '{spec.name}': {str(e).splitlines()[0]}",
+                         hint="check model.name: a hub id needs internet or a cached copy") from None
     if spec.chat_template:
         tok.chat_template = CHATML if spec.chat_template == "chatml" else Path(spec.chat_template).read_text()
     if tok.pad_token is None:
@@ -176,7 +181,12 @@ def _load_base(spec: ModelSpec, source: str, head: Head, tok: PreTrainedTokenize
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=kwargs["dtype"])
-    model = _HEAD_CLASSES[head].from_pretrained(source, **kwargs)
+    try:
+        model = _HEAD_CLASSES[head].from_pretrained(source, **kwargs)
+    except OSError as e:  # unknown hub id, no network, missing files: transformers says which in its message
+        raise AlignError(f"cannot load model '{spec.name}': {str(e).splitlines()[0]}",
+                         hint="check model.name (a hub id needs internet or a cached copy; a local "
+                              "folder needs config.json and weights)") from None
     model.config.pad_token_id = tok.pad_token_id  # reward/value heads find the last token through it
     return model
 

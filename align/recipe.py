@@ -19,7 +19,6 @@ from align.errors import AlignError
 from align.schema import STAGE_KINDS, Recipe, StageBase
 
 
-
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file; raise one AlignError listing every problem."""
     path = Path(path)
@@ -37,7 +36,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise AlignError(f"{path}{where}: YAML syntax error: {getattr(e, 'problem', e)}") from None
     if not isinstance(raw, dict):
-        raise AlignError(f"{path}: a recipe is a mapping with keys name, model, data, tracking, stages")
+        raise AlignError(f"{path}: a recipe is a mapping with keys name, model, data, tracking, stages",
+                         hint="see recipes/quickstart.yaml for the layout")
     overridden = apply_overrides(raw, overrides or [])
     v = _Validator(str(path), lines, overridden)
     recipe = v.build(Recipe, raw, "")
@@ -56,8 +56,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise AlignError(f"override '{item}' is not of the form key.path=value "
-                             "(e.g. stages.sft.learning_rate=1e-4)")
+            raise AlignError(f"override '{item}' is not of the form key.path=value",
+                             hint="e.g. stages.sft.learning_rate=1e-4 (stages are named by their name)")
         node: Any = raw
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -101,7 +101,8 @@ def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None) -
             _line_map(v, sub, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            name = next((c.value for k, c in getattr(v, "value", []) if getattr(k, "value", None) == "name"), None)
+            pairs = v.value if isinstance(v, yaml.MappingNode) else []
+            name = next((c.value for k, c in pairs if k.value == "name"), None)
             named = isinstance(name, str) and name and isinstance(v, yaml.MappingNode)
             sub = f"{path}.{name}" if named else f"{path}[{i}]"
             out[sub] = v.start_mark.line + 1
@@ -232,13 +233,17 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         p = f"stages.{stage.name}"
         if stage.name in seen:
             v.error(p, f"two stages are named '{stage.name}'; names must be unique")
-        if stage.init != "base" and stage.init not in seen:
+        if stage.init == stage.name:
+            v.error(f"{p}.init", "a stage cannot start from itself; use 'base' or an earlier stage")
+        elif stage.init != "base" and stage.init not in seen:
             later = any(s and s.name == stage.init for s in recipe.stages)
             v.error(f"{p}.init", f"'{stage.init}' is " + ("a later stage; a stage can only start from an earlier one"
                     if later else f"not a stage; use 'base' or one of: {', '.join(seen) or '(no earlier stage)'}"))
         for key in ("learning_rate", "batch_size", "grad_accum", "max_length", "eval_batch_size", "logging_steps"):
             if getattr(stage, key) <= 0:
                 v.error(f"{p}.{key}", f"must be > 0, got {getattr(stage, key)}")
+        if stage.save_steps < 0:
+            v.error(f"{p}.save_steps", f"must be >= 0 (0 = no checkpoints), got {stage.save_steps}")
         data = stage.data or getattr(recipe.data, data_kind(stage.kind))
         if data is None:
             v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data")

@@ -33,7 +33,8 @@ class Tracker:
         if self.spec.backend == "wandb":
             import wandb
 
-            mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+            # an explicit WANDB_MODE wins; otherwise online exactly when there is a key to log in with
+            mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._run = wandb.init(
                 project=self.spec.project, entity=self.spec.entity, group=self.group, job_type=stage,

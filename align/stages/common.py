@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
+from align.errors import AlignError
 from align.recipe import data_kind
 from align.schema import DataSpec, Recipe, StageBase
 from align.tracking import Tracker
@@ -20,6 +23,10 @@ class StageContext:
     out: Path  # the artifact folder being written (renamed into place by the pipeline when complete)
     init: Path | None  # artifact of the stage named by `init`; None = the recipe's base model
     tracker: Tracker
+    resume: str | None = None  # checkpoint of an interrupted run of this stage to continue from
+
+    def callbacks(self) -> list[TrainerCallback]:
+        return [self.tracker.callback(), NanGuard(self.stage.name)]
 
     @property
     def data(self) -> DataSpec:
@@ -54,10 +61,27 @@ def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
         seed=ctx.seed,
         data_seed=ctx.seed,
         report_to=[],
-        save_strategy="no",
+        save_strategy="steps" if s.save_steps > 0 else "no",
+        save_steps=s.save_steps or 500,
+        save_total_limit=1,  # the latest checkpoint is the resume point; older ones only cost disk
         eval_strategy="no",
         bf16=cuda and ctx.recipe.model.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported(),
         gradient_checkpointing=False,
         use_cpu=not cuda,
         **extra,
     )
+
+
+class NanGuard(TrainerCallback):
+    """Stops training at the first non-finite loss or gradient norm, instead of training on garbage."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise AlignError(f"stage {self.stage}: training {key} became {value} at step {state.global_step}",
+                                 hint="lower learning_rate, check the data for empty or broken examples, "
+                                      "or train in float32; earlier stages are kept")

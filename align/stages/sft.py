@@ -28,8 +28,9 @@ def run(ctx: StageContext) -> dict:
     tok = load_tokenizer(spec)
     require_chat_template(tok, spec)
     train, evals = load_split(ctx.data, parse_chat, ctx.seed)
-    train_ds, stats = _tokenize(train, tok, stage.max_length, stage.assistant_only_loss)
-    eval_ds, _ = _tokenize(evals, tok, stage.max_length, stage.assistant_only_loss) if evals else (None, {})
+    train_ds, stats = _tokenize(train, tok, stage.max_length, stage.assistant_only_loss, ctx.data.train)
+    eval_ds, _ = _tokenize(evals, tok, stage.max_length, stage.assistant_only_loss, ctx.data.eval) \
+        if evals else (None, {})
     if stats["truncated"]:
         log.warning("%d of %d training examples are longer than max_length=%d and were truncated",
                     stats["truncated"], len(train), stage.max_length)
@@ -38,13 +39,13 @@ def run(ctx: StageContext) -> dict:
     args = trainer_args(SFTConfig, ctx, max_length=stage.max_length, packing=stage.packing,
                         padding_free=stage.packing)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, callbacks=[ctx.tracker.callback()])
+                         processing_class=tok, callbacks=ctx.callbacks())
     metrics = {"train_examples": len(train_ds), "train_rows": len(trainer.train_dataset),  # rows: after packing
                "eval_examples": len(eval_ds or []), **stats}
     if eval_ds is not None:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
     start = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=ctx.resume)
     metrics["train_seconds"] = time.perf_counter() - start
     metrics["train_loss"] = result.training_loss
     history = trainer.state.log_history
@@ -61,7 +62,8 @@ def run(ctx: StageContext) -> dict:
     return metrics
 
 
-def _tokenize(records: list[dict], tok, max_length: int, assistant_only: bool) -> tuple[Dataset, dict]:
+def _tokenize(records: list[dict], tok, max_length: int, assistant_only: bool,
+              source: str = "data") -> tuple[Dataset, dict]:
     """Pre-tokenize with assistant masks (TRL then builds labels, truncates and drops empty examples)."""
     rows, truncated, emptied = [], 0, 0
     for rec in records:
@@ -74,6 +76,6 @@ def _tokenize(records: list[dict], tok, max_length: int, assistant_only: bool) -
         truncated += len(row["input_ids"]) > max_length
         rows.append(row)
     if not rows:
-        raise AlignError(f"every example's assistant reply starts after max_length={max_length} tokens",
+        raise AlignError(f"{source}: every example's assistant reply starts after max_length={max_length} tokens",
                          hint="raise the stage's max_length")
     return Dataset.from_list(rows), {"truncated": truncated, "dropped_too_long": emptied}

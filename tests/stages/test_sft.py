@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from align.pipeline import run_pipeline
 from align.recipe import load_recipe
 from align.schema import ModelSpec
 from align.stages.sft import _tokenize
-from align.tracking import find_wandb_files, read_wandb_history
+from align.tracking import find_wandb_files, read_wandb_history, read_wandb_records
 from tests.conftest import chat, write_recipe
 
 ARTIFACT_FILES = {"adapter", "tokenizer", "model.json", "metrics.json", "config.yaml", "train.log", "artifact.json"}
@@ -127,6 +128,10 @@ def test_wandb_offline_run_holds_the_logged_loss(tmp_path, tiny_model_dir, sft_f
     run_pipeline(load_recipe(path))
     files = find_wandb_files(tmp_path / "run")
     assert len(files) == 1
+    deadline = time.monotonic() + 60  # wandb's writer process may still be flushing right after finish()
+    while not any(r.WhichOneof("record_type") == "exit" for r in read_wandb_records(files[0])):
+        assert time.monotonic() < deadline, "the W&B run file was never completed"
+        time.sleep(0.5)
     rows = read_wandb_history(files[0])
     logged = [r["train/loss"] for r in rows if "train/loss" in r]
     assert len(logged) == 4 and all(torch.isfinite(torch.tensor(v)) for v in logged)

@@ -1,0 +1,74 @@
+"""Reward-model metrics against human rankings: pure functions of scores, reusable by any evaluator.
+
+Each takes, per prompt, the model's scores of its responses and the human `ranking` groups (best
+first, ties grouped, as in `align.rankings.Ranking.ranking`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from align.rankings import ordered_pairs
+
+Scores = Sequence[Sequence[float]]
+Groups = Sequence[Sequence[Sequence[int]]]
+
+
+def pairwise_accuracy(scores: Scores, rankings: Groups) -> float:
+    """Fraction of human-ordered pairs (ties excluded) that the scores order the same way, over all pairs;
+    an exact score tie counts half."""
+    hits, n = 0.0, 0
+    for s, groups in zip(scores, rankings):
+        for a, b in ordered_pairs(groups):
+            hits += 1.0 if s[a] > s[b] else 0.5 if s[a] == s[b] else 0.0
+            n += 1
+    return hits / n if n else float("nan")
+
+
+def top1_agreement(scores: Scores, rankings: Groups) -> float:
+    """Fraction of prompts whose highest-scored response is in the human best group."""
+    hits = [max(range(len(s)), key=lambda i: s[i]) in groups[0] for s, groups in zip(scores, rankings)]
+    return sum(hits) / len(hits) if hits else float("nan")
+
+
+def expected_calibration_error(scores: Scores, rankings: Groups, bins: int = 10) -> float:
+    """ECE of P(a beats b) = sigmoid(r_a - r_b) against the human choice, in `bins` equal-width bins.
+
+    Each human pair enters in both orientations, (p, 1) and (1 - p, 0), so the result does not depend
+    on which response of a pair a file lists first.
+    """
+    probs, labels = [], []
+    for s, groups in zip(scores, rankings):
+        for a, b in ordered_pairs(groups):
+            p = 1.0 / (1.0 + math.exp(-(s[a] - s[b])))
+            probs += [p, 1.0 - p]
+            labels += [1.0, 0.0]
+    return calibration_error(probs, labels, bins)
+
+
+def calibration_error(probs: Sequence[float], labels: Sequence[float], bins: int = 10) -> float:
+    """Expected calibration error: sum over bins of (bin size / n) * |mean label - mean probability|."""
+    if not probs:
+        return float("nan")
+    sums = [[0, 0.0, 0.0] for _ in range(bins)]  # count, sum of probabilities, sum of labels
+    for p, y in zip(probs, labels):
+        b = sums[min(int(p * bins), bins - 1)]
+        b[0] += 1
+        b[1] += p
+        b[2] += y
+    return sum(abs(ys - ps) for _, ps, ys in sums) / len(probs)
+
+
+def reward_stats(scores: Scores) -> dict[str, float]:
+    """Mean and (population) standard deviation of every response's score."""
+    flat = [x for s in scores for x in s]
+    mean = sum(flat) / len(flat)
+    return {"reward_mean": mean, "reward_std": math.sqrt(sum((x - mean) ** 2 for x in flat) / len(flat))}
+
+
+def ranking_metrics(scores: Scores, rankings: Groups) -> dict[str, float]:
+    """Every metric above, named as the rm stage reports them."""
+    return {"pairwise_accuracy": pairwise_accuracy(scores, rankings),
+            "top1_agreement": top1_agreement(scores, rankings),
+            "ece": expected_calibration_error(scores, rankings), **reward_stats(scores)}

@@ -1,0 +1,210 @@
+"""RM stage: a reward model trained on human rankings (K-wise or pairwise), over TRL's `RewardTrainer`.
+
+    align run recipes/quickstart.yaml
+
+Data: any form `align.rankings` reads. A ranking of K responses gives K(K-1)/2 (better, worse) pairs,
+none between ties. A batch is `batch_size` PROMPTS: each brings its K responses, scored once each
+(K forward rows, not two per pair), and all its pairs, so a prompt counts once whatever its K
+(InstructGPT: loss per prompt = mean over its pairs, then mean over prompts).
+
+Built on TRL's `RewardTrainer` (subclassed), which keeps its model checks, pad-token setup, dropout
+removal and metric logging; what changes is the unit of a batch: TRL's collator puts one chosen and
+one rejected row per example, so this module supplies a per-prompt collator, skips TRL's pairwise
+tokenization (`_prepare_dataset`) and overrides `compute_loss` (Bradley-Terry over all pairs of each
+prompt, or Plackett-Luce over the whole ranking).
+
+Tokenization: prompt + response through the chat template, truncated to `max_length` from the LEFT,
+because the reward is read at the last token: cutting the end would cut the response (counted).
+Metrics: held-out pairwise accuracy, top-1 agreement, calibration error (ECE) and reward mean/std,
+before and after training (`align.evaluation`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from trl import RewardConfig, RewardTrainer
+from trl.trainer.utils import pad
+
+from align.data import load_split, render_chat
+from align.evaluation import ranking_metrics
+from align.models import load_model, load_tokenizer, require_chat_template, save_model
+from align.rankings import Ranking, expand_pairs, parse_ranking
+from align.stages.common import StageContext, trainer_args
+
+log = logging.getLogger("align")
+
+
+def run(ctx: StageContext) -> dict:
+    stage, spec = ctx.stage, ctx.recipe.model
+    tok = load_tokenizer(spec)
+    require_chat_template(tok, spec)
+    train, evals = load_split(ctx.data, parse_ranking, ctx.seed)
+    rows, truncated = tokenize_rankings(train, tok, stage.max_length)
+    eval_rows, eval_truncated = tokenize_rankings(evals, tok, stage.max_length)
+    if truncated:
+        log.warning("%d training responses are longer than max_length=%d and lost their start",
+                    truncated, stage.max_length)
+    model = load_model(spec, "reward", init=ctx.init)
+    args = trainer_args(RewardConfig, ctx, max_length=stage.max_length, remove_unused_columns=False)
+    trainer = RankingRewardTrainer(stage.loss, stage.margin, stage.center_coef, model=model, args=args,
+                                   train_dataset=Dataset.from_list(rows), processing_class=tok,
+                                   callbacks=ctx.callbacks())
+    metrics: dict[str, Any] = {
+        "train_prompts": len(train), "train_responses": sum(len(r.responses) for r in train),
+        "train_pairs": sum(len(expand_pairs(r)) for r in train), "truncated": truncated,
+        "eval_prompts": len(evals), "eval_pairs": sum(len(expand_pairs(r)) for r in evals),
+        "eval_truncated": eval_truncated}
+    if evals:
+        metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_before")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=ctx.resume)
+    metrics["train_seconds"] = time.perf_counter() - start
+    metrics["train_loss"] = result.training_loss
+    metrics["train_tokens"] = trainer.train_tokens
+    metrics["train_tokens_per_second"] = trainer.train_tokens / metrics["train_seconds"]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if losses:
+        metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
+    if evals:
+        metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_after")
+    save_model(trainer.model, tok, ctx.out, spec, "reward", ctx.init)
+    return metrics
+
+
+def tokenize_rankings(rankings: list[Ranking], tok: Any, max_length: int) -> tuple[list[dict], int]:
+    """One row per prompt: its responses' token ids (left-truncated), their group (0 = best), its margin."""
+    rows, truncated = [], 0
+    for r in rankings:
+        ids = []
+        for response in r.responses:
+            messages = r.prompt + [{"role": "assistant", "content": response}]
+            full = render_chat(tok, messages, add_generation_prompt=False)
+            truncated += len(full) > max_length
+            ids.append(full[-max_length:])
+        rows.append({"input_ids": ids, "group": r.group_of(), "margin": float(r.margin or 0.0)})
+    return rows, truncated
+
+
+@dataclass
+class RankingCollator:
+    """Prompts -> one padded batch of all their responses, with each row's prompt and group."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        rows = [torch.tensor(ids) for ex in examples for ids in ex["input_ids"]]
+        return {
+            "input_ids": pad(rows, padding_value=self.pad_token_id, padding_side="right"),
+            "attention_mask": pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="right"),
+            "prompt": torch.tensor([p for p, ex in enumerate(examples) for _ in ex["input_ids"]]),
+            "group": torch.tensor([g for ex in examples for g in ex["group"]]),
+            "margin": torch.tensor([ex["margin"] for ex in examples], dtype=torch.float),
+        }
+
+
+def batch_pairs(prompt: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (better, worse) of every ranked pair in a batch: same prompt, better group."""
+    better = (prompt[:, None] == prompt[None, :]) & (group[:, None] < group[None, :])
+    return better.nonzero(as_tuple=True)
+
+
+def bradley_terry_loss(rewards: torch.Tensor, prompt: torch.Tensor, group: torch.Tensor,
+                       margin: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over prompts of the mean over each prompt's (better, worse) pairs of
+    -log sigmoid(r_better - r_worse - margin[prompt]); rows are responses, `group` 0 = best."""
+    w, lo = batch_pairs(prompt, group)
+    p = prompt[w]
+    diff = rewards[w] - rewards[lo] - (margin[p] if margin is not None else 0.0)
+    per_pair = -F.logsigmoid(diff)
+    n = int(prompt.max()) + 1
+    sums = rewards.new_zeros(n).index_add(0, p, per_pair)
+    counts = rewards.new_zeros(n).index_add(0, p, torch.ones_like(per_pair))
+    has_pairs = counts > 0
+    return (sums[has_pairs] / counts[has_pairs]).mean()
+
+
+def plackett_luce_loss(rewards: torch.Tensor, prompt: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Mean over prompts of -sum_i [r_i - logsumexp(r_j over responses j not placed before i)].
+
+    Ties use Breslow's approximation (as for tied event times in Cox regression): each member of a tied
+    group is placed against everything not yet placed, its group-mates included, so the loss does not
+    depend on an order inside the tie. A strict ranking's last response adds 0.
+    """
+    losses = []
+    for p in prompt.unique():
+        r, g = rewards[prompt == p], group[prompt == p]
+        remaining = g[None, :] >= g[:, None]  # [i, j]: j is not placed before i
+        lse = torch.logsumexp(r[None, :].masked_fill(~remaining, float("-inf")), dim=1)
+        losses.append(-(r - lse).sum())
+    return torch.stack(losses).mean()
+
+
+class RankingRewardTrainer(RewardTrainer):
+    """`RewardTrainer` whose examples are whole rankings (one per prompt) instead of chosen/rejected pairs."""
+
+    def __init__(self, loss: str, use_margin: bool, center_coef: float, **kwargs: Any):
+        self.loss_kind, self.use_margin, self.center_coef = loss, use_margin, center_coef
+        self.train_tokens = 0
+        kwargs.setdefault("data_collator", RankingCollator(kwargs["processing_class"].pad_token_id))
+        super().__init__(**kwargs)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset  # already tokenized per prompt by tokenize_rankings
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if model.training else "eval"
+        prompt, group, margin = inputs.pop("prompt"), inputs.pop("group"), inputs.pop("margin")
+        outputs = model(**inputs, use_cache=False)
+        rewards = outputs.logits.squeeze(-1)
+        if self.loss_kind == "plackett_luce":
+            loss = plackett_luce_loss(rewards, prompt, group)
+        else:
+            loss = bradley_terry_loss(rewards, prompt, group, margin if self.use_margin else None)
+        if self.center_coef:
+            loss = loss + self.center_coef * rewards.pow(2).mean()
+        if mode == "train":
+            self.train_tokens += int(inputs["attention_mask"].sum())
+        with torch.no_grad():
+            w, lo = batch_pairs(prompt, group)
+            self._metrics[mode]["accuracy"].append((rewards[w] > rewards[lo]).float().mean().item())
+            self._metrics[mode]["mean_reward"].append(rewards.mean().item())
+            self._metrics[mode]["num_tokens"] = [self.train_tokens]
+        return (loss, outputs) if return_outputs else loss
+
+
+@torch.no_grad()
+def score(model: Any, rows: list[list[int]], pad_token_id: int, batch_size: int) -> list[float]:
+    """The model's reward for each token-id row (batched by length to waste little padding)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = [0.0] * len(rows)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        ids = [torch.tensor(rows[i]) for i in idx]
+        batch = pad(ids, padding_value=pad_token_id, padding_side="right").to(device)
+        mask = pad([torch.ones_like(x) for x in ids], padding_value=0, padding_side="right").to(device)
+        rewards = model(input_ids=batch, attention_mask=mask, use_cache=False).logits.squeeze(-1).float()
+        for i, r in zip(idx, rewards.tolist()):
+            out[i] = r
+    model.train(was_training)
+    return out
+
+
+def evaluate_rm(model: Any, rows: list[dict], rankings: list[Ranking], pad_token_id: int, batch_size: int,
+                suffix: str = "") -> dict[str, float]:
+    """`align.evaluation.ranking_metrics` of the model's scores on tokenized held-out rankings."""
+    flat = score(model, [ids for row in rows for ids in row["input_ids"]], pad_token_id, batch_size)
+    scores, i = [], 0
+    for r in rankings:
+        scores.append(flat[i:i + len(r.responses)])
+        i += len(r.responses)
+    return {k + suffix: v for k, v in ranking_metrics(scores, [r.ranking for r in rankings]).items()}
