@@ -204,9 +204,9 @@ def _disk_error(e: BaseException, run_dir: Path) -> AlignError | None:
 
 
 def summary_line(name: str, metrics: dict[str, Any], where: Path) -> str:
-    """'sft: eval_loss 2.41 -> 1.93, 118 s, artifact runs/x/sft' from the metrics' *_before/*_after pairs."""
-    pairs = [f"{k[:-7]} {metrics[k]:.4g} -> {metrics[k[:-7] + '_after']:.4g}"
-             for k in metrics if k.endswith("_before") and k[:-7] + "_after" in metrics]
+    """'sft: eval_loss 2.41 -> 1.93, 118 s, artifact runs/x/sft' from the metrics' *_after (and *_before)."""
+    pairs = [f"{k[:-6]} {metrics[k[:-6] + '_before']:.4g} -> {v:.4g}" if k[:-6] + "_before" in metrics
+             else f"{k[:-6]} {v:.4g}" for k, v in metrics.items() if k.endswith("_after")]
     seconds = f"{metrics.get('stage_seconds', 0):.0f} s"
     return f"{name}: {', '.join(pairs + [seconds])}, artifact {where}"
 

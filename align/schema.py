@@ -95,6 +95,7 @@ class StageBase:
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
     logging_steps: int = _f(5, "Log every N optimizer steps.")
     eval_batch_size: int = _f(8, "Examples per batch for evaluation.")
+    eval_before: bool = _f(True, "Also evaluate the starting model on the held-out set (the 'before' numbers).")
     save_steps: int = _f(50, "Checkpoint every N optimizer steps, to resume after a crash; 0 = never.")
     seed: int | None = _f(None, "Seed for this stage; unset = the recipe's seed.")
 

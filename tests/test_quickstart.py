@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quickstart_runs_and_held_out_loss_falls(tmp_path):
+def test_quickstart_sft_loss_falls_and_rm_beats_chance(tmp_path):
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "align", "run", "recipes/quickstart.yaml", f"output_dir={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
@@ -23,5 +23,8 @@ def test_quickstart_runs_and_held_out_loss_falls(tmp_path):
     metrics = json.loads((tmp_path / "sft" / "metrics.json").read_text())
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
     assert (tmp_path / "sft" / "adapter" / "adapter_model.safetensors").exists()
+    rm = json.loads((tmp_path / "rm" / "metrics.json").read_text())
+    assert rm["pairwise_accuracy_after"] > 0.6 and rm["top1_agreement_after"] > 0.5
     print(f"quickstart: {time.perf_counter() - start:.0f} s, eval loss "
-          f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}")
+          f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}, "
+          f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}")

@@ -61,7 +61,7 @@ def run(ctx: StageContext) -> dict:
         "train_pairs": sum(len(expand_pairs(r)) for r in train), "truncated": truncated,
         "eval_prompts": len(evals), "eval_pairs": sum(len(expand_pairs(r)) for r in evals),
         "eval_truncated": eval_truncated}
-    if evals:
+    if evals and stage.eval_before:
         metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_before")
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=ctx.resume)

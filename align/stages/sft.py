@@ -31,6 +31,8 @@ def run(ctx: StageContext) -> dict:
     train_ds, stats = _tokenize(train, tok, stage.max_length, stage.assistant_only_loss, ctx.data.train)
     eval_ds, _ = _tokenize(evals, tok, stage.max_length, stage.assistant_only_loss, ctx.data.eval) \
         if evals else (None, {})
+    if eval_ds is not None:  # similar lengths batch together: less padding to compute on
+        eval_ds = eval_ds.map(lambda row: {"n": len(row["input_ids"])}).sort("n").remove_columns("n")
     if stats["truncated"]:
         log.warning("%d of %d training examples are longer than max_length=%d and were truncated",
                     stats["truncated"], len(train), stage.max_length)
@@ -42,7 +44,7 @@ def run(ctx: StageContext) -> dict:
                          processing_class=tok, callbacks=ctx.callbacks())
     metrics = {"train_examples": len(train_ds), "train_rows": len(trainer.train_dataset),  # rows: after packing
                "eval_examples": len(eval_ds or []), **stats}
-    if eval_ds is not None:
+    if eval_ds is not None and stage.eval_before:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=ctx.resume)
