@@ -78,6 +78,13 @@ def _fail_write(c: Case, monkeypatch, code: int) -> Path:
     return c.recipe()
 
 
+def _bad_rankings(c: Case) -> Path:
+    good = {"prompt": "hi", "responses": ["hello there", "go away"], "ranking": [0, 1]}
+    bad = {"prompt": "hey", "responses": ["hello", "no"], "ranking": [0, 5]}
+    data = write_jsonl(c.tmp / "rankings.jsonl", [good, bad])
+    return c.recipe(SECOND.format(data=data).replace("kind: sft\n    init", "kind: rm\n    init"))
+
+
 def _locked(c: Case, monkeypatch) -> Path:
     from align.runs import RunLock
 
@@ -124,6 +131,7 @@ CATALOGUE = {
                  "second.jsonl line 2: not UTF-8"),
     "longer-than-max-length": (lambda c, m: c.data(json.dumps(chat("two plus two " * 200, "four")) + "\n"),
                                "second.jsonl: every example's assistant reply starts after max_length=512 tokens"),
+    "ranking-index-out-of-range": (lambda c, m: _bad_rankings(c), "rankings.jsonl line 2"),
     # model
     "unknown-model-name": (lambda c, m: m.setenv("HF_HUB_OFFLINE", "1") or c.recipe(model="no-such-org/no-model"),
                            "cannot load the tokenizer of 'no-such-org/no-model'"),
