@@ -220,10 +220,6 @@ def artifact_head(artifact: str | Path) -> Head:
     return _meta(Path(artifact))["head"]
 
 
-def load_artifact_tokenizer(artifact: str | Path, spec: ModelSpec) -> PreTrainedTokenizerBase:
-    return load_tokenizer(spec, str(Path(artifact) / "tokenizer"))
-
-
 def _meta(artifact: Path) -> dict:
     try:
         return json.loads((artifact / "model.json").read_text())

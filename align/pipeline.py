@@ -44,6 +44,7 @@ class Step:
     reason: str
     inputs: dict[str, Any]
     fingerprint: str
+    checkpoint: Path | None = None  # with action "resume": the checkpoint to continue from
 
 
 def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
@@ -72,8 +73,8 @@ def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
             step = Step(stage, "reuse", f"unchanged since {done['finished_at']}", inputs, fp)
         elif done:
             step = Step(stage, "run", f"changed: {what_changed(done.get('inputs', {}), inputs)}", inputs, fp)
-        elif _checkpoint(run_dir, stage.name, fp):
-            step = Step(stage, "resume", f"from {_checkpoint(run_dir, stage.name, fp).name}", inputs, fp)
+        elif checkpoint := _checkpoint(run_dir, stage.name, fp):
+            step = Step(stage, "resume", f"from {checkpoint.name}", inputs, fp, checkpoint)
         else:
             step = Step(stage, "run", "not run yet", inputs, fp)
         if step.action != "skip" and upstream and upstream.action == "skip" \
@@ -122,7 +123,7 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
 def _run_stage(recipe: Recipe, step: Step, final: Path, tracker: Tracker) -> dict[str, Any]:
     stage = step.stage
     work = final.with_name(f".{final.name}.partial")
-    resume = _checkpoint(final.parent, stage.name, step.fingerprint) if step.action == "resume" else None
+    resume = step.checkpoint
     if resume is None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
