@@ -1,4 +1,4 @@
-"""Reading training data: JSONL files, local dataset folders and hub datasets, into checked records.
+"""Reading data: JSONL/JSON/CSV files, local dataset folders and hub datasets, into checked records.
 
 Every problem names the file, the line and the field. SFT records become chat `messages`
 (`prompt`/`completion` records are converted), and `tokenize_chat` masks everything but assistant turns.
@@ -6,6 +6,8 @@ Every problem names the file, the line and the field. SFT records become chat `m
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -31,7 +33,7 @@ def read_records(ref: str, split: str = "train") -> Iterator[tuple[str, int, Rec
                 yield from _read_file(f)
         else:
             yield from _read_dataset(ref, split, from_disk=True)
-    elif ref.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json"}:
+    elif ref.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv"}:
         raise AlignError(f"data file {ref} does not exist")
     else:
         yield from _read_dataset(ref, split, from_disk=False)
@@ -51,6 +53,9 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
     if not text.strip():
         raise AlignError(f"{path}: the file is empty", hint="write one JSON record per line, or point the recipe "
                          "at the right file")
+    if path.suffix == ".csv":
+        yield from _read_csv(path, text)
+        return
     if path.suffix == ".json":
         try:
             data = json.loads(text)
@@ -69,6 +74,18 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
         except json.JSONDecodeError as e:
             raise AlignError(f"{path} line {n}: invalid JSON at column {e.colno}: {e.msg}") from None
         yield str(path), n, _object(rec, path, n)
+
+
+def _read_csv(path: Path, text: str) -> Iterator[tuple[str, int, Record]]:
+    """A CSV file with a header row; each row a record of strings (line numbers count the header as 1)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise AlignError(f"{path}: a CSV data file needs a header row naming its columns (e.g. prompt,label)")
+    for rec in reader:
+        if None in rec:
+            raise AlignError(f"{path} line {reader.line_num}: more values than the {len(reader.fieldnames)} "
+                             "header columns", hint="quote values that contain commas")
+        yield str(path), reader.line_num, {k: v for k, v in rec.items() if v is not None}
 
 
 def _object(rec: Any, path: Path, line: int) -> Record:
@@ -103,6 +120,29 @@ def load_split(spec: DataSpec, parse: Callable[[str, int, Record], Record], seed
     if not train:
         raise AlignError(f"{spec.train}: no training examples")
     return train, evals
+
+
+# ---- prompts ------------------------------------------------------------------------------------
+
+def parse_prompt(src: str, line: int, rec: Record) -> Record:
+    """A prompt record -> {"prompt": messages, **its other fields} (e.g. id, label, category).
+
+    Accepts `prompt` (a string or messages), or chat `messages` (a trailing assistant turn is dropped:
+    the model writes its own).
+    """
+    where = f"{src} line {line}"
+    if "prompt" in rec and rec["prompt"] not in (None, ""):
+        messages = as_messages(rec["prompt"], "user", f"{where}, field 'prompt'")
+    elif "messages" in rec:
+        messages = check_messages(rec["messages"], f"{where}, field 'messages'")
+        while messages and messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+    else:
+        raise AlignError(f"{where}: a prompt record needs a non-empty 'prompt' (or chat 'messages')",
+                         hint=f"found fields: {', '.join(rec) or 'none'}")
+    if not messages or messages[-1]["role"] != "user":
+        raise AlignError(f"{where}: the prompt must end with a user message")
+    return {k: v for k, v in rec.items() if k not in ("prompt", "messages")} | {"prompt": messages}
 
 
 # ---- SFT ------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Reward-model metrics against human rankings: pure functions of scores, reusable by any evaluator.
+"""Evaluation metrics as pure functions of scores and log-probs, reusable by every stage and hook.
 
-Each takes, per prompt, the model's scores of its responses and the human `ranking` groups (best
-first, ties grouped, as in `align.rankings.Ranking.ranking`).
+Reward-model metrics take, per prompt, the model's scores of its responses and the human `ranking`
+groups (best first, ties grouped, as in `align.rankings.Ranking.ranking`); policy metrics take the
+judge's scores of two policies' completions, or their per-token log-probs.
 """
 
 from __future__ import annotations
@@ -72,3 +73,18 @@ def ranking_metrics(scores: Scores, rankings: Groups) -> dict[str, float]:
     return {"pairwise_accuracy": pairwise_accuracy(scores, rankings),
             "top1_agreement": top1_agreement(scores, rankings),
             "ece": expected_calibration_error(scores, rankings), **reward_stats(scores)}
+
+
+def win_rate(scores: Sequence[float], against: Sequence[float]) -> float:
+    """Fraction of prompts where `scores` beats `against` (same prompts, same order); a tie counts half."""
+    if not scores:
+        return float("nan")
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, against)) / len(scores)
+
+
+def kl_from_samples(policy_logprobs: Sequence[Sequence[float]], reference_logprobs: Sequence[Sequence[float]]) \
+        -> float:
+    """Monte-Carlo KL(policy || reference) per sequence: the mean over completions SAMPLED FROM THE POLICY of
+    sum_t [log p(y_t) - log q(y_t)] (unbiased; single samples can be negative, the mean tends to >= 0)."""
+    sums = [sum(p) - sum(q) for p, q in zip(policy_logprobs, reference_logprobs)]
+    return sum(sums) / len(sums) if sums else float("nan")

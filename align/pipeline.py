@@ -138,7 +138,7 @@ def _run_stage(recipe: Recipe, step: Step, final: Path, tracker: Tracker) -> dic
              f", resuming {resume}" if resume else "")
     start = time.perf_counter()
     try:
-        tracker.start(stage.name)
+        tracker.start(stage.name, work)
         entry = importlib.import_module(f"align.stages.{stage.kind}").run
         ctx = StageContext(recipe, stage, work, init, tracker, str(resume) if resume else None)
         set_seed(ctx.seed)  # before any model is built: new adapters and heads start from the seed

@@ -244,6 +244,11 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
                 v.error(f"{p}.{key}", f"must be > 0, got {getattr(stage, key)}")
         if stage.save_steps < 0:
             v.error(f"{p}.save_steps", f"must be >= 0 (0 = no checkpoints), got {stage.save_steps}")
+        rm = getattr(stage, "reward_model", None)
+        if rm is not None and rm not in [s for s in seen if recipe.stage(s).kind == "rm"]:
+            earlier = [s for s in seen if recipe.stage(s).kind == "rm"]
+            v.error(f"{p}.reward_model", f"'{rm}' is not an earlier rm stage; use one of: "
+                    f"{', '.join(earlier) or '(none: add an rm stage before this one)'}")
         data = stage.data or getattr(recipe.data, data_kind(stage.kind))
         if data is None:
             v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data")

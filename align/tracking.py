@@ -1,7 +1,8 @@
 """Experiment tracking: W&B (offline without an API key, online with one), TensorBoard, or none.
 
 One W&B run per stage, grouped by pipeline run, `job_type` = the stage name, the resolved recipe as
-config. `read_wandb_history` reads an offline run's `.wandb` file back (wandb ships no reader).
+config. Every logged row also goes to the stage folder's `history.jsonl` (the report plots it, whatever
+the backend). `read_wandb_history` reads an offline run's `.wandb` file back (wandb ships no reader).
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ class Tracker:
         self.spec, self.run_dir, self.group, self.config = spec, Path(run_dir), group, config
         self._run: Any = None
         self._tb: Any = None
+        self._history: Any = None
 
-    def start(self, stage: str) -> None:
+    def start(self, stage: str, folder: Path | None = None) -> None:
+        """Open the stage's run; with `folder`, log rows also go to `folder/history.jsonl`."""
         self.finish()
+        if folder is not None:
+            self._history = (Path(folder) / "history.jsonl").open("a")
         if self.spec.backend == "wandb":
             import wandb
 
@@ -54,6 +59,9 @@ class Tracker:
         if not metrics:
             return
         log.info("step %s: %s", step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if self._history is not None:
+            self._history.write(json.dumps({"step": step, **metrics}) + "\n")
+            self._history.flush()
         if self._run is not None:
             self._run.log(metrics, step=step)
         if self._tb is not None:
@@ -65,6 +73,9 @@ class Tracker:
             self._run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
 
     def finish(self) -> None:
+        if self._history is not None:
+            self._history.close()
+            self._history = None
         if self._run is not None:
             self._run.finish()
             self._run = None

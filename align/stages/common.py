@@ -32,6 +32,15 @@ class StageContext:
     def data(self) -> DataSpec:
         return self.stage.data or getattr(self.recipe.data, data_kind(self.stage.kind))
 
+    def reward_model(self) -> Path | None:
+        """The artifact of the rm stage that scores and judges this stage: the one its `reward_model` field
+        names, else the last rm stage before it in the recipe; None when the recipe has none."""
+        name = getattr(self.stage, "reward_model", None)
+        if name is None:
+            earlier = self.recipe.stages[:self.recipe.stages.index(self.stage)]
+            name = next((s.name for s in reversed(earlier) if s.kind == "rm"), None)
+        return self.out.parent / name if name else None
+
     @property
     def seed(self) -> int:
         return self.recipe.seed if self.stage.seed is None else self.stage.seed

@@ -34,6 +34,7 @@ from trl.trainer.utils import pad
 
 from align.data import load_split, render_chat
 from align.evaluation import ranking_metrics
+from align.generation import score
 from align.models import load_model, load_tokenizer, require_chat_template, save_model
 from align.rankings import Ranking, expand_pairs, parse_ranking
 from align.stages.common import StageContext, trainer_args
@@ -177,26 +178,6 @@ class RankingRewardTrainer(RewardTrainer):
             self._metrics[mode]["mean_reward"].append(rewards.mean().item())
             self._metrics[mode]["num_tokens"] = [self.train_tokens]
         return (loss, outputs) if return_outputs else loss
-
-
-@torch.no_grad()
-def score(model: Any, rows: list[list[int]], pad_token_id: int, batch_size: int) -> list[float]:
-    """The model's reward for each token-id row (batched by length to waste little padding)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = [0.0] * len(rows)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        ids = [torch.tensor(rows[i]) for i in idx]
-        batch = pad(ids, padding_value=pad_token_id, padding_side="right").to(device)
-        mask = pad([torch.ones_like(x) for x in ids], padding_value=0, padding_side="right").to(device)
-        rewards = model(input_ids=batch, attention_mask=mask, use_cache=False).logits.squeeze(-1).float()
-        for i, r in zip(idx, rewards.tolist()):
-            out[i] = r
-    model.train(was_training)
-    return out
 
 
 def evaluate_rm(model: Any, rows: list[dict], rankings: list[Ranking], pad_token_id: int, batch_size: int,
