@@ -245,8 +245,8 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         if stage.save_steps < 0:
             v.error(f"{p}.save_steps", f"must be >= 0 (0 = no checkpoints), got {stage.save_steps}")
         rm = getattr(stage, "reward_model", None)
-        if rm is not None and rm not in [s for s in seen if recipe.stage(s).kind == "rm"]:
-            earlier = [s for s in seen if recipe.stage(s).kind == "rm"]
+        earlier = [s.name for s in recipe.stages if s and s.name in seen and s.kind == "rm"]
+        if rm is not None and rm not in earlier:
             v.error(f"{p}.reward_model", f"'{rm}' is not an earlier rm stage; use one of: "
                     f"{', '.join(earlier) or '(none: add an rm stage before this one)'}")
         data = stage.data or getattr(recipe.data, data_kind(stage.kind))
