@@ -1,9 +1,12 @@
 """The `align` command.
 
     align run recipes/quickstart.yaml [KEY=VALUE ...] [--force STAGE] [--from|--only STAGE] [--dry-run]
+              [--num-processes N] [--accelerate-config FILE]      # data-parallel: docs/scaling.md
     align runs                                     # run folders and their stages
     align validate recipes/quickstart.yaml [overrides ...]
     align data check reward_data/rankings/train.jsonl
+    align report runs/quickstart                   # rebuild report.md and report.html from the run folder
+    align eval runs/quickstart/dpo --hook compliance --data prompts.csv [--json out.json]
 
 User errors print as one short message and exit 2; `--debug` shows the traceback as well.
 """
@@ -23,6 +26,7 @@ from align.errors import AlignError
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # what `align.launch` hands each process
     # overrides may follow flags (`run r.yaml --dry-run a.b=1`), which argparse leaves unparsed
     if extra and hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
         args.overrides += extra
@@ -54,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="start", metavar="STAGE", help="retrain STAGE and every stage after it")
     run.add_argument("--only", metavar="STAGE", help="run only STAGE (the stage it starts from must be finished)")
     run.add_argument("--dry-run", action="store_true", help="print which stages would run, resume or be reused")
+    run.add_argument("--num-processes", type=int, metavar="N",
+                     help="run data-parallel in N processes (torchrun; GPUs or CPUs); see docs/scaling.md")
+    run.add_argument("--accelerate-config", metavar="FILE",
+                     help="launch through `accelerate launch` with this config (recipes/accelerate/: DDP, FSDP, "
+                          "DeepSpeed, several machines)")
     run.set_defaults(func=_run)
 
     runs = sub.add_parser("runs", help="list run folders and the status of their stages")
@@ -65,6 +74,25 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     validate.set_defaults(func=_validate)
 
+    report = sub.add_parser("report", help="rebuild a run folder's report.md and report.html from the folder alone")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/quickstart")
+    report.set_defaults(func=_report)
+
+    ev = sub.add_parser("eval", help="run one evaluation hook on a stage artifact (or the base model)")
+    ev.add_argument("artifact", metavar="ARTIFACT", help="a stage folder (runs/quickstart/dpo), or 'base' with --model")
+    ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, kl, perplexity, compliance, samples, "
+                                                  "or module:function")
+    ev.add_argument("--data", help="the hook's data file (rankings, prompts, labelled prompts, text)")
+    ev.add_argument("--model", help="base model name (for 'base', or to override the artifact's)")
+    ev.add_argument("--against", default="base", help="win_rate: the other artifact folder, or 'base'")
+    ev.add_argument("--judge", help="win_rate / samples: the rm artifact that scores both")
+    ev.add_argument("--max-examples", type=int, help="use at most this many records")
+    ev.add_argument("--classifier", choices=["rules", "judge"], default="rules", help="compliance: refusal detector")
+    ev.add_argument("--max-new-tokens", type=int, default=96, help="generation length for generating hooks")
+    ev.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0 = greedy)")
+    ev.add_argument("--json", metavar="FILE", help="also write the full result (metrics, tables) as JSON")
+    ev.set_defaults(func=_eval)
+
     data = sub.add_parser("data", help="work with data files").add_subparsers(required=True, metavar="ACTION")
     check = data.add_parser("check", help="list every bad line of a rankings file (exit 2 if any), else counts")
     check.add_argument("file")
@@ -73,13 +101,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from align.pipeline import plan, run_pipeline
+    from align import launch
     from align.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     unknown = set(args.force) - {s.name for s in recipe.stages}
     if unknown:
         raise AlignError(f"--force names no stage of this recipe: {', '.join(sorted(unknown))}")
+    if processes := launch.wanted(args, recipe):  # N processes each rerun this command (align/launch.py)
+        return launch.relaunch(args.argv, *processes)
+    from align.pipeline import plan, run_pipeline  # not before: a launcher process never trains (imports cost ~5 s)
+
     if args.dry_run:
         for step in plan(recipe, tuple(args.force), args.start, args.only):
             print(f"{step.stage.name:<12} {step.action:<7} {step.reason}")
@@ -109,6 +141,35 @@ def _validate(args: argparse.Namespace) -> int:
     chain = " -> ".join(f"{s.name} ({s.kind}, from {s.init})" for s in recipe.stages)
     print(f"{args.recipe}: ok. model {recipe.model.name} ({recipe.model.adapter}); stages: {chain}; "
           f"run folder {recipe.run_dir}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from align.report import write_report
+
+    md, html = write_report(args.run_dir)
+    print(f"wrote {html} and {md}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from align.hooks import evaluate_artifact
+    from align.schema import EvalSpec, GenerationSpec
+
+    against = str(Path(args.against).resolve()) if args.against != "base" else "base"
+    spec = EvalSpec(hook=args.hook, data=args.data, max_examples=args.max_examples, against=against,
+                    classifier=args.classifier,
+                    generation=GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature))
+    result = evaluate_artifact(args.artifact, spec, args.model, args.judge)
+    for name, value in result["metrics"].items():
+        print(f"{name:<24} {value:.4g}" if isinstance(value, float) else f"{name:<24} {value}")
+    for row in (result.get("compliance") or {}).get("categories", []):
+        print(f"  {row['label']:<9} {row['category']:<20} n={row['n']:<4} refused {row['refusal_rate']:.0%}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
     return 0
 
 

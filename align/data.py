@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from align.errors import AlignError
-from align.schema import DataSpec
+from align.schema import DataSpec, MixSpec
 
 Record = dict[str, Any]
 ROLES = ("system", "user", "assistant")
@@ -120,6 +120,25 @@ def load_split(spec: DataSpec, parse: Callable[[str, int, Record], Record], seed
     if not train:
         raise AlignError(f"{spec.train}: no training examples")
     return train, evals
+
+
+def mix_in(train: list, spec: MixSpec | None, parse: Callable[[str, int, Record], Record], seed: int) \
+        -> tuple[list, int]:
+    """`train` with general-domain records mixed in so they make up `spec.ratio` of the result (drawn
+    without repetition while they last), shuffled; returns the mixed list and how many were added."""
+    if spec is None or spec.ratio <= 0:
+        return train, 0
+    if not 0 < spec.ratio < 1:
+        raise AlignError(f"mix.ratio must be in [0, 1), got {spec.ratio}")
+    extra = [parse(src, n, rec) for src, n, rec in read_records(spec.data)]
+    if not extra:
+        raise AlignError(f"{spec.data}: no records to mix in")
+    want = round(len(train) * spec.ratio / (1 - spec.ratio))
+    rng = random.Random(seed)
+    picked = [x for _ in range(want // len(extra) + 1) for x in rng.sample(extra, len(extra))][:want]
+    mixed = train + picked
+    rng.shuffle(mixed)
+    return mixed, len(picked)
 
 
 # ---- prompts ------------------------------------------------------------------------------------

@@ -118,6 +118,31 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
     return out  # type: ignore[return-value]
 
 
+@torch.no_grad()
+def token_nll(model: Any, rows: Sequence[list[int]], pad_token_id: int, batch_size: int = 8) -> tuple[float, int]:
+    """Summed negative log-likelihood of every next token of every row, and how many tokens that is
+    (perplexity = exp(sum / count)); log-softmax one row at a time, as in `completion_logprobs`."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            idx = [i for i in order[start:start + batch_size] if len(rows[i]) > 1]
+            if not idx:
+                continue
+            seqs = [torch.tensor(rows[i]) for i in idx]
+            ids = pad(seqs, padding_value=pad_token_id, padding_side="right").to(device)
+            mask = pad([torch.ones_like(r) for r in seqs], padding_value=0, padding_side="right").to(device)
+            hidden = _last_hidden(model, ids, mask)
+            head = model.get_output_embeddings()
+            for b, i in enumerate(idx):
+                n = len(rows[i])
+                logp = torch.log_softmax(head(hidden[b, :n - 1]).float(), -1)
+                total -= float(logp.gather(-1, ids[b, 1:n, None]).sum())
+                count += n - 1
+    return total, count
+
+
 def _last_hidden(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The final hidden states, without computing the LM head over the whole batch."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -29,6 +29,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from align.distributed import is_main
 from align.errors import AlignError
 from align.schema import ModelSpec
 
@@ -201,10 +202,15 @@ def _gradient_checkpointing(spec: ModelSpec, model: PreTrainedModel) -> bool:
 # ---- stage artifacts -------------------------------------------------------------------------------
 
 def save_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, out: Path, spec: ModelSpec,
-               head: Head, parent: str | Path | None) -> None:
-    """Write what a stage trained into `out`: adapter/ or model/, tokenizer/, model.json."""
+               head: Head, parent: str | Path | None, state_dict: dict | None = None) -> None:
+    """Write what a stage trained into `out`: adapter/ or model/, tokenizer/, model.json.
+
+    `state_dict`: the full weights when the model is sharded (FSDP, ZeRO-3), gathered on every rank
+    by `align.distributed.gathered_state_dict`; unset, the model's own (whole) weights are written."""
+    if not is_main():  # data-parallel ranks hold the same weights: rank 0 writes them (`align.distributed`)
+        return
     is_peft = hasattr(model, "peft_config")
-    model.save_pretrained(out / ("adapter" if is_peft else "model"), safe_serialization=True)
+    model.save_pretrained(out / ("adapter" if is_peft else "model"), safe_serialization=True, state_dict=state_dict)
     tok.save_pretrained(out / "tokenizer")
     meta = {"base": spec.name, "head": head, "weights": "adapter" if is_peft else "full",
             "parent": str(Path(parent).resolve()) if parent and is_peft else None}

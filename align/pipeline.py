@@ -10,6 +10,7 @@ checkpoint. A finished stage whose inputs (`runs.stage_inputs`) are unchanged is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import importlib
@@ -24,7 +25,9 @@ from typing import Any
 import yaml
 from transformers import set_seed
 
+from align.distributed import Nothing, barrier, failure, is_main, on_main, rank_logging
 from align.errors import AlignError
+from align.gates import GateFailed, RunEvaluations
 from align.runs import FINISHED, Manifest, RunLock, fingerprint, finished, stage_inputs, what_changed
 from align.schema import Recipe, StageBase
 from align.stages.common import StageContext
@@ -87,15 +90,23 @@ def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
 
 def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
                  only: str | None = None) -> dict[str, dict[str, Any]]:
-    """Run, resume or reuse every stage (holding the run folder's lock); return each stage's metrics."""
+    """Run, resume or reuse every stage (holding the run folder's lock); return each stage's metrics.
+
+    Under several processes (`align.distributed`) every rank runs this; rank 0 alone holds the lock and
+    writes the folder, manifest and tracker runs, and the plan it makes is the one every rank follows."""
     run_dir = Path(recipe.run_dir)
-    _make_run_dir(run_dir)
-    with RunLock(run_dir):
-        steps = plan(recipe, force, start, only)
-        manifest = Manifest(run_dir, recipe)
+    if is_main():
+        _make_run_dir(run_dir)
+    with rank_logging(run_dir), (RunLock(run_dir) if is_main() else contextlib.nullcontext()):
+        steps = on_main(plan, recipe, force, start, only)
+        manifest = Manifest(run_dir, recipe) if is_main() else Nothing()
         group = f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        tracker = Tracker(recipe.tracking, run_dir, group, recipe_dict(recipe))
+        tracking = recipe.tracking if is_main() else dataclasses.replace(recipe.tracking, backend="none")
+        tracker = Tracker(tracking, run_dir, group, recipe_dict(recipe))
         results: dict[str, dict[str, Any]] = {}
+        evals = RunEvaluations(recipe, run_dir)
+        if is_main():
+            evals.baseline()
         for step in steps:
             name = step.stage.name
             if step.action == "skip":
@@ -104,6 +115,7 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
                 log.info("%s: reused (%s)", name, step.reason)
                 results[name] = json.loads((run_dir / name / "metrics.json").read_text())
                 manifest.update(name, status="finished", reused_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                _evaluate(evals, step, results[name], manifest, tracker)
                 continue
             log.info("%s: running (%s)", name, step.reason)
             manifest.update(name, status="running", started_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -111,24 +123,58 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
             try:
                 results[name] = _run_stage(recipe, step, run_dir / name, tracker)
             except BaseException as e:
-                manifest.update(name, status="failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+                manifest.update(name, status="failed", error=failure(e))
                 raise _disk_error(e, run_dir) or e from None
             finally:
                 tracker.finish()
             info = finished(run_dir / name)
             manifest.update(name, status="finished", finished_at=info["finished_at"], metrics=results[name])
+            _evaluate(evals, step, results[name], manifest, tracker)
+        if is_main():
+            _report(evals, run_dir, tracker)
     return results
+
+
+def _evaluate(evals: RunEvaluations, step: Step, metrics: dict[str, Any], manifest: Manifest,
+              tracker: Tracker) -> None:
+    """The stage's evaluation row and gates (on the main process; the other ranks wait for the next stage)."""
+    if not is_main():
+        return
+    try:
+        evals.after(step.stage, step.fingerprint, metrics)
+    except GateFailed as e:
+        manifest.update(step.stage.name, status="failed_gate", gate=e.failed)
+        _report(evals, Path(evals.run_dir), tracker)
+        raise
+
+
+def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
+    """evals.json, report.md and report.html in the run folder; the evaluation table to the tracker too."""
+    from align.report import summary_rows, write_report
+
+    if evals.write() is None and not any(finished(run_dir / name) for name in evals.stage_names()):
+        return
+    md, html = write_report(run_dir)
+    rows = summary_rows(run_dir)
+    if rows:
+        tracker.start("report")
+        for i, row in enumerate(rows):
+            tracker.log({f"eval/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=i)
+        tracker.table("evaluation", rows)
+        tracker.finish()
+    log.info("report: %s (and %s)", html, md.name)
 
 
 def _run_stage(recipe: Recipe, step: Step, final: Path, tracker: Tracker) -> dict[str, Any]:
     stage = step.stage
     work = final.with_name(f".{final.name}.partial")
     resume = step.checkpoint
-    if resume is None:
+    if resume is None and is_main():
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "fingerprint").write_text(step.fingerprint)
-    handler = logging.FileHandler(work / "train.log")
+    barrier()  # the Trainer's checkpoints hold a file per rank: the folder must exist before any rank trains
+    handler = logging.FileHandler(work / "train.log") if is_main() else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     if logging.getLogger("align").getEffectiveLevel() > logging.INFO:  # the stage log keeps align's INFO lines
@@ -138,28 +184,38 @@ def _run_stage(recipe: Recipe, step: Step, final: Path, tracker: Tracker) -> dic
              f", resuming {resume}" if resume else "")
     start = time.perf_counter()
     try:
-        tracker.start(stage.name, work)
+        tracker.start(stage.name, work if is_main() else None)
         entry = importlib.import_module(f"align.stages.{stage.kind}").run
         ctx = StageContext(recipe, stage, work, init, tracker, str(resume) if resume else None)
         set_seed(ctx.seed)  # before any model is built: new adapters and heads start from the seed
         metrics = entry(ctx)
         metrics["stage_seconds"] = time.perf_counter() - start
-        tracker.log({f"final/{k}": v for k, v in metrics.items()})
-        tracker.summary(metrics)
-        (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (work / "config.yaml").write_text(yaml.safe_dump(
-            {"model": dataclasses.asdict(recipe.model), "stage": dataclasses.asdict(stage)}, sort_keys=False))
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
-        (work / FINISHED).write_text(json.dumps({
-            "status": "finished", "stage": stage.name, "kind": stage.kind, "fingerprint": step.fingerprint,
-            "inputs": step.inputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "recipe": recipe.source},
-            indent=2))
+        if is_main():  # every rank trained the same model; one writes its records
+            _write_records(recipe, step, work, tracker, metrics)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
-    _swap_into_place(work, final)
-    log.info("%s", summary_line(stage.name, metrics, final))
+    if is_main():
+        _swap_into_place(work, final)
+        log.info("%s", summary_line(stage.name, metrics, final))
+    barrier()  # the next stage reads this artifact: no rank moves on before it is in place
     return metrics
+
+
+def _write_records(recipe: Recipe, step: Step, work: Path, tracker: Tracker, metrics: dict[str, Any]) -> None:
+    """The stage's metrics and config, and last its completion record (so a crash before leaves no
+    folder that looks finished)."""
+    stage = step.stage
+    tracker.log({f"final/{k}": v for k, v in metrics.items()})
+    tracker.summary(metrics)
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (work / "config.yaml").write_text(yaml.safe_dump(
+        {"model": dataclasses.asdict(recipe.model), "stage": dataclasses.asdict(stage)}, sort_keys=False))
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    (work / FINISHED).write_text(json.dumps({
+        "status": "finished", "stage": stage.name, "kind": stage.kind, "fingerprint": step.fingerprint,
+        "inputs": step.inputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "recipe": recipe.source},
+        indent=2))
 
 
 def _checkpoint(run_dir: Path, name: str, fp: str) -> Path | None:

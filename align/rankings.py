@@ -28,7 +28,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from align.data import as_messages, check_messages, read_records
+from align.data import as_messages, check_messages, read_records, render_chat
 from align.errors import AlignError
 
 PairMode = Literal["all", "best_vs_rest", "adjacent"]
@@ -77,6 +77,21 @@ def to_pairs(ranking: Ranking, mode: PairMode = "all") -> list[tuple[int, int]]:
     if mode == "adjacent":
         return [(a, b) for hi, lo in zip(groups, groups[1:]) for a in hi for b in lo]
     raise ValueError(f"unknown pair mode {mode!r}; use all, best_vs_rest or adjacent")
+
+
+def tokenize_rankings(rankings: list[Ranking], tok: Any, max_length: int) -> tuple[list[dict], int]:
+    """One row per prompt: its responses' token ids (left-truncated), their group (0 = best), its margin."""
+    rows, truncated = [], 0
+    for r in rankings:
+        ids = []
+        for response in r.responses:
+            messages = r.prompt + [{"role": "assistant", "content": response}]
+            full = render_chat(tok, messages, add_generation_prompt=False)
+            truncated += len(full) > max_length
+            ids.append(full[-max_length:])
+        rows.append({"input_ids": ids, "group": r.group_of(), "margin": float(r.margin or 0.0)})
+    return rows, truncated
+
 
 
 # ---- reading --------------------------------------------------------------------------------------
@@ -152,6 +167,9 @@ def _split_conversations(rec: dict, where: str) -> tuple[list[dict], str, str]:
     rejected = check_messages(rec["rejected"], f"{where}, field 'rejected'")
     if "prompt" in rec:
         prompt = _prompt(rec["prompt"], f"{where}, field 'prompt'")
+        k = len(prompt)  # UltraFeedback-style: the conversations repeat the prompt before the reply
+        if chosen[:k] == prompt and rejected[:k] == prompt:
+            chosen, rejected = chosen[k:], rejected[k:]
     else:
         n = 0
         while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:

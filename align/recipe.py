@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from align.errors import AlignError
-from align.schema import STAGE_KINDS, Recipe, StageBase
+from align.schema import EVAL_HOOKS, STAGE_KINDS, ModelSpec, Recipe, StageBase
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -48,6 +49,15 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise AlignError(f"{path}: {n} problem{'s' * (n > 1)} in the recipe", v.errors)
     recipe.source = str(path)
     return recipe
+
+
+def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
+    """A `ModelSpec` from a mapping (an artifact's config.yaml), validated like a recipe's `model`."""
+    v = _Validator("<model>", {}, set())
+    spec = v.build(ModelSpec, raw, "model")
+    if v.errors:
+        raise AlignError("invalid model settings", v.errors)
+    return spec
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
@@ -169,6 +179,11 @@ class _Validator:
                            (f"; did you mean '{near[0]}'?" if near else ""))
                 return _BAD
             return value
+        if tp is dict or origin is dict:
+            if not isinstance(value, dict):
+                self.error(path, f"expected a mapping, got {_describe(value)}")
+                return _BAD
+            return value
         if origin is list:
             if not isinstance(value, list):
                 self.error(path, f"expected a list, got {_describe(value)}")
@@ -254,7 +269,47 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
             v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data")
         else:
             _check_data(data, f"{p}.data" if stage.data else f"data.{data_kind(stage.kind)}", v)
+        mix = getattr(stage, "mix", None)
+        if mix is not None and _looks_local(mix.data) and not Path(mix.data).expanduser().exists():
+            v.error(f"{p}.mix.data", f"data file {mix.data} does not exist")
+        for j, gate in enumerate(stage.gate):
+            try:
+                parse_gate(gate)
+            except ValueError as e:
+                v.error(f"{p}.gate[{j}]", str(e))
         seen.append(stage.name)
+    _check_evals(recipe, v)
+
+
+_GATE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_gate(text: str) -> tuple[str, str, float]:
+    """'over_refusal <= 0.2' -> ('over_refusal', '<=', 0.2); a ValueError says what is wrong."""
+    m = _GATE.match(str(text))
+    if not m:
+        raise ValueError(f"'{text}' is not a gate; write 'metric OP number', OP one of >=, <=, >, <, ==, !=")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+def _check_evals(recipe: Recipe, v: _Validator) -> None:
+    names = [s.name for s in recipe.stages if s]
+    rms = [s.name for s in recipe.stages if s and s.kind == "rm"]
+    for i, e in enumerate(recipe.evals):
+        if e is None:
+            continue
+        p = f"evals[{i}]"
+        if e.hook not in EVAL_HOOKS and ":" not in e.hook:
+            near = difflib.get_close_matches(e.hook, EVAL_HOOKS, n=1)
+            v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(EVAL_HOOKS)}, or your own "
+                    "'module:function'" + (f"; did you mean '{near[0]}'?" if near else ""))
+        if e.against != "base" and e.against not in names:
+            v.error(f"{p}.against", f"'{e.against}' is not a stage; use 'base' or one of: {', '.join(names)}")
+        if e.reward_model is not None and e.reward_model not in rms:
+            v.error(f"{p}.reward_model",
+                    f"'{e.reward_model}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
+        if e.data and _looks_local(e.data) and not Path(e.data).expanduser().exists():
+            v.error(f"{p}.data", f"data file {e.data} does not exist")
 
 
 def data_kind(stage_kind: str) -> str:

@@ -75,7 +75,12 @@ def stage_inputs(recipe: Recipe, stage: StageBase, upstream: str | None) -> dict
         ref = getattr(data, role) if data else None
         if ref:
             files[role] = _file_hash(Path(ref)) if Path(ref).is_file() else f"dataset {ref}"
-    config = {"stage": dataclasses.asdict(stage), "seed": recipe.seed}
+    mix = getattr(stage, "mix", None)
+    if mix and Path(mix.data).is_file():
+        files["mix"] = _file_hash(Path(mix.data))
+    settings = dataclasses.asdict(stage)
+    settings.pop("gate")  # a gate judges the result, it does not change it: editing one retrains nothing
+    config = {"stage": settings, "seed": recipe.seed}
     return {"config": _hash(config), "model": _hash(dataclasses.asdict(recipe.model)), "data": files,
             "upstream": upstream}
 

@@ -78,6 +78,41 @@ class TrackingSpec:
 
 
 @dataclass
+class GenerationSpec:
+    max_new_tokens: int = _f(96, "Tokens to generate at most per completion.")
+    temperature: float = _f(0.7, "Sampling temperature; 0 = greedy.")
+    top_p: float = _f(1.0, "Nucleus sampling: keep the smallest token set with this much probability.")
+    batch_size: int = _f(16, "Prompts per generation batch.")
+    max_prompt_length: int | None = _f(256, "Keep at most this many prompt tokens (the end of the prompt).")
+    seed: int = _f(0, "Sampling seed: both policies compared sample with it.")
+
+
+@dataclass
+class MixSpec:
+    data: str = _f(None, "General-domain data of the stage's own format (chat for sft, rankings/pairs for dpo).")
+    ratio: float = _f(0.1, "Share of the training set drawn from `data` (examples, after mixing).")
+
+
+EVAL_HOOKS = ("rm_accuracy", "win_rate", "kl", "perplexity", "compliance", "samples")
+
+
+@dataclass
+class EvalSpec:
+    hook: str = _f(None, "A built-in (rm_accuracy, win_rate, kl, perplexity, compliance, samples) or your own "
+                         "'module:function' (see docs/concepts.md, evaluation hooks).")
+    data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, kl, samples, "
+                                "compliance: with labels), text or chat (perplexity); unset = the recipe's "
+                                "held-out data of that kind.")
+    max_examples: int | None = _f(None, "Use at most this many records (compliance: balanced over labels).")
+    against: str = _f("base", "win_rate: the earlier stage (or 'base') each row's policy is compared with.")
+    reward_model: str | None = _f(None, "win_rate: rm stage that judges; unset = the recipe's last rm stage.")
+    classifier: Literal["rules", "judge"] = _f("rules", "compliance: refusal detection by the documented rule set, "
+                                                         "or the evaluated model asked as a judge.")
+    generation: GenerationSpec = _f(None, "Sampling for generation-based hooks.", default_factory=GenerationSpec)
+    args: dict = _f(None, "Keyword arguments passed to a user hook.", default_factory=dict)
+
+
+@dataclass
 class StageBase:
     name: str = _f(None, "Stage name, unique in the recipe; its artifact folder and the key for overrides.")
     kind: str = _f(None, "What the stage does: sft, rm, dpo or ppo.")
@@ -98,12 +133,15 @@ class StageBase:
     eval_before: bool = _f(True, "Also evaluate the starting model on the held-out set (the 'before' numbers).")
     save_steps: int = _f(50, "Checkpoint every N optimizer steps, to resume after a crash; 0 = never.")
     seed: int | None = _f(None, "Seed for this stage; unset = the recipe's seed.")
+    gate: list[str] = _f(None, "Conditions on this stage's metrics or eval hooks' metrics, e.g. 'over_refusal <= "
+                               "0.2'; a failed one stops the pipeline after this stage.", default_factory=list)
 
 
 @dataclass
 class SFTStage(StageBase):
     packing: bool = _f(False, "Pack several examples into each max_length row (no padding).")
     assistant_only_loss: bool = _f(True, "Train only on assistant tokens; false = every token.")
+    mix: MixSpec | None = _f(None, "Mix general-domain chat data into training (forgetting guard).")
 
 
 @dataclass
@@ -121,8 +159,75 @@ class RMStage(StageBase):
                                  "(e.g. 0.01); 0 = off.")
 
 
-STAGE_KINDS: dict[str, type[StageBase] | None] = {"sft": SFTStage, "rm": RMStage, "dpo": None, "ppo": None}
+DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "nca_pair", "sppo_hard", "apo_zero",
+              "apo_down")
+
+
+@dataclass
+class DPOStage(StageBase):
+    learning_rate: float = _f(5e-5, "Peak learning rate (LoRA; use ~5e-7 for full fine-tuning).")
+    batch_size: int = _f(4, "Preference PAIRS per micro-batch (each is two forward rows).")
+    beta: float = _f(0.1, "Strength of the pull to the reference (IPO: its tau).")
+    loss: Literal[DPO_LOSSES] = _f(  # type: ignore[valid-type]
+        "sigmoid", "sigmoid: DPO; cdpo: conservative DPO (labels flipped with probability label_smoothing); "
+        "robust: rDPO (unbiased under label noise label_smoothing); ipo: IPO (length-normalized); hinge: SLiC; "
+        "sigmoid_norm: DPO on per-token log-ratios; nca_pair, sppo_hard, apo_zero, apo_down: as in TRL.")
+    label_smoothing: float = _f(0.0, "cdpo/robust: the probability that a preference label is wrong, in [0, 0.5).")
+    pairs: Literal["best_vs_rest", "adjacent", "all"] = _f(
+        "best_vs_rest", "How a K-wise ranking becomes pairs: the best against each other response, each rank "
+                        "against the next, or every ordered pair (pairwise data: one pair either way).")
+    precompute_ref: bool = _f(False, "Compute the reference log-probs once before training (no reference pass "
+                                     "per step; full fine-tuning then keeps no reference copy in memory).")
+    reward_model: str | None = _f(None, "rm stage whose model judges the win rate; unset = the last rm stage "
+                                        "before this one (none: no win rate).")
+    eval_prompts: int = _f(64, "Held-out records to evaluate on: their pairs give the implicit-reward accuracy, "
+                               "their distinct prompts the win rate, KL and samples; 0 = no evaluation.")
+    mix: MixSpec | None = _f(None, "Mix general-domain preference pairs into training (forgetting guard).")
+    generation: GenerationSpec = _f(None, "Sampling for the evaluation after training.",
+                                    default_factory=GenerationSpec)
+
+
+@dataclass
+class PPOStage(StageBase):
+    learning_rate: float = _f(1e-4, "Peak learning rate of the policy's LoRA and of the critic.")
+    lr_scheduler: str = _f("linear", "Scheduler over all PPO updates (linear: annealed to 0, as in Huang et al.).")
+    warmup_ratio: float = _f(0.0, "Fraction of PPO updates for linear warm-up.")
+    max_steps: int = _f(-1, "PPO steps (rollout batch + updates); -1 = `epochs` passes over the train prompts.")
+    batch_size: int = _f(4, "Rollouts per micro-batch in the PPO updates (and in the no-grad forward passes).")
+    grad_accum: int = _f(2, "Micro-batches per optimizer step: a PPO minibatch is batch_size * grad_accum rollouts.")
+    rollout_batch_size: int = _f(16, "Prompts sampled per PPO step; a multiple of batch_size * grad_accum.")
+    ppo_epochs: int = _f(4, "Passes of PPO updates over each rollout batch.")
+    generation: GenerationSpec = _f(None, "Sampling for the rollouts and the evaluation (top_p must be 1: "
+                                          "log-probs are of the tempered full distribution).",
+                                    default_factory=GenerationSpec)
+    kl_coef: float = _f(0.05, "Per-token KL penalty coefficient (initial value when adaptive).")
+    target_kl: float | None = _f(None, "Adaptive KL (Ziegler et al.): steer the per-sequence KL to this; unset = "
+                                       "fixed kl_coef.")
+    kl_horizon: int = _f(10000, "Adaptive KL horizon in rollouts (how fast the coefficient moves).")
+    max_kl: float = _f(30.0, "Stop with an error when the mean per-sequence KL to the reference exceeds this.")
+    gamma: float = _f(1.0, "GAE discount.")
+    lam: float = _f(0.95, "GAE lambda.")
+    cliprange: float = _f(0.2, "PPO ratio clip.")
+    cliprange_value: float = _f(0.2, "Value clip around the rollout's values.")
+    vf_coef: float = _f(0.1, "Value loss weight.")
+    whiten_rewards: bool = _f(False, "Whiten the per-token rewards of each rollout batch (scale only).")
+    normalize_reward: bool = _f(True, "Scale and shift RM scores so the first rollout batch (the starting "
+                                      "policy) has mean 0, std 1.")
+    missing_eos_penalty: float = _f(1.0, "Subtract this from the score of a completion cut before EOS.")
+    reward_model: str | None = _f(None, "rm stage whose model gives the reward; unset = the last rm stage before "
+                                        "this one")
+    eval_prompts: int = _f(64, "Held-out prompts for reward, win rate, KL and samples after training; 0 = skip.")
+
+
+STAGE_KINDS: dict[str, type[StageBase] | None] = {"sft": SFTStage, "rm": RMStage, "dpo": DPOStage, "ppo": PPOStage}
 """Stage kind -> its config class; None marks a kind that is reserved but not implemented yet."""
+
+
+@dataclass
+class LaunchSpec:
+    num_processes: int = _f(1, "Data-parallel processes `align run` starts (torchrun, one per GPU; docs/scaling.md).")
+    accelerate_config: str | None = _f(None, "An accelerate config (presets: recipes/accelerate/) to launch "
+                                             "through `accelerate launch` instead: FSDP, DeepSpeed, several machines.")
 
 
 @dataclass
@@ -132,8 +237,12 @@ class Recipe:
     stages: list[StageBase] = _f(None, "Stages, run in order.", default_factory=list)
     data: DataSection = _f(None, "Datasets per kind of stage.", default_factory=DataSection)
     tracking: TrackingSpec = _f(None, "Experiment tracking.", default_factory=TrackingSpec)
+    evals: list[EvalSpec] = _f(None, "Evaluation hooks, run on the base model (the baseline row) and after "
+                                     "every stage, on the same held-out data.", default_factory=list)
     output_dir: str | None = _f(None, "Run folder; unset = runs/<name>.")
     seed: int = _f(42, "Random seed for every stage that sets none.")
+    launch: LaunchSpec = _f(None, "Processes to run the stages in (the `align run` flags win).",
+                            default_factory=LaunchSpec)
     source: str = field(default="<recipe>", metadata={"internal": True})
 
     def stage(self, name: str) -> StageBase:

@@ -68,6 +68,14 @@ class Tracker:
             for k, v in metrics.items():
                 self._tb.add_scalar(k, v, step or 0)
 
+    def table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """A table of rows with the same keys (e.g. sample generations) to W&B; other backends keep no tables."""
+        if self._run is not None and rows:
+            import wandb
+
+            columns = list(rows[0])
+            self._run.log({name: wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
+
     def summary(self, metrics: dict[str, Any]) -> None:
         if self._run is not None:
             self._run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})

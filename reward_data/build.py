@@ -15,6 +15,10 @@ What gets written (paths relative to ``reward_data/``):
 * ``sft/train.jsonl``, ``sft/eval.jsonl`` - supervised chat conversations.
 * ``rankings/train.jsonl``, ``rankings/test.jsonl`` - K-wise ranked responses.
 * ``compliance/prompts.jsonl`` - refusal / over-refusal evaluation prompts.
+* ``general/text.jsonl``, ``general/chat.jsonl``, ``general/pairs.jsonl`` -
+  general-domain data (not about refusals) for measuring and mitigating
+  catastrophic forgetting: held-out encyclopedic paragraphs for perplexity,
+  chat exchanges to mix into SFT, and preference pairs to mix into DPO.
 
 The rankings follow a fixed preference order by construction:
 
@@ -41,6 +45,9 @@ from source.benign import BENIGN  # noqa: E402
 from source.compliance import BENIGN as CMP_BENIGN  # noqa: E402
 from source.compliance import HARMFUL as CMP_HARMFUL  # noqa: E402
 from source.compliance import ORDINARY as CMP_ORDINARY  # noqa: E402
+from source.general_chat import CHAT as GEN_CHAT  # noqa: E402
+from source.general_pairs import PAIRS as GEN_PAIRS  # noqa: E402
+from source.general_text import TEXTS as GEN_TEXTS  # noqa: E402
 from source.harmful import HARMFUL  # noqa: E402
 from source.helpful import HELPFUL  # noqa: E402
 from source.multiturn import MULTITURN  # noqa: E402
@@ -272,6 +279,44 @@ def build_compliance():
     ]
 
 
+# ---------------------------------------------------------------- general
+def build_general():
+    """General-domain sets: shuffled (seeded) so topics are interleaved.
+
+    Each set has its own ``random.Random`` so adding these files does not
+    change any random choice made for the datasets above.
+    """
+    texts = list(GEN_TEXTS)
+    random.Random(SEED + 4).shuffle(texts)
+    chat = list(GEN_CHAT)
+    random.Random(SEED + 5).shuffle(chat)
+    pairs = list(GEN_PAIRS)
+    random.Random(SEED + 6).shuffle(pairs)
+    return {
+        "text": [
+            {"id": f"gen-text-{i:04d}", "topic": topic, "text": text}
+            for i, (topic, text) in enumerate(texts, 1)
+        ],
+        "chat": [
+            {
+                "id": f"gen-chat-{i:04d}",
+                "topic": topic,
+                "messages": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": answer},
+                ],
+            }
+            for i, (topic, prompt, answer) in enumerate(chat, 1)
+        ],
+        # ``kind`` (how the rejected answer is worse) stays in the source only.
+        "pairs": [
+            {"id": f"gen-pair-{i:04d}", "topic": topic, "prompt": prompt,
+             "chosen": chosen, "rejected": rejected}
+            for i, (topic, _kind, prompt, chosen, rejected) in enumerate(pairs, 1)
+        ],
+    }
+
+
 def main() -> None:
     pools = assign_pools()
     sft = build_sft(pools["sft"])
@@ -284,9 +329,15 @@ def main() -> None:
 
     write_jsonl(HERE / "compliance" / "prompts.jsonl", build_compliance())
 
+    general = build_general()
+    for name, records in general.items():
+        write_jsonl(HERE / "general" / f"{name}.jsonl", records)
+
     print(
         f"sft: {len(sft['train'])} train / {len(sft['eval'])} eval; "
-        f"rankings: {len(rankings['train'])} train / {len(rankings['test'])} test"
+        f"rankings: {len(rankings['train'])} train / {len(rankings['test'])} test; "
+        f"general: {len(general['text'])} text / {len(general['chat'])} chat / "
+        f"{len(general['pairs'])} pairs"
     )
 
 

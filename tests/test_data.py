@@ -67,3 +67,34 @@ def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
     assert learned == "four<|im_end|>\nsat on the mat<|im_end|>\n"
     prompt = tok.decode([t for t, m in zip(ids, mask) if not m])
     assert "what is two plus two" in prompt and "<|im_start|>assistant\n" in prompt and "four" not in prompt
+
+
+def test_mix_in_adds_the_asked_share_of_general_records(tmp_path):
+    from align.data import mix_in, parse_chat
+    from align.schema import MixSpec
+
+    general = write_jsonl(tmp_path / "general.jsonl", [chat(f"general question {i}", "an answer") for i in range(5)])
+    train = [parse_chat("t", i, chat(f"task {i}", "done")) for i in range(18)]
+    mixed, added = mix_in(train, MixSpec(data=str(general), ratio=0.1), parse_chat, seed=0)
+    assert added == 2 and len(mixed) == 20  # 2 of 20 = the ratio
+    assert sum("general" in r["messages"][0]["content"] for r in mixed) == 2
+    assert mix_in(train, None, parse_chat, 0) == (train, 0)
+    many, added = mix_in(train, MixSpec(data=str(general), ratio=0.5), parse_chat, seed=0)
+    firsts = [r["messages"][0]["content"] for r in many]
+    assert added == 18 and len({q for q in firsts if "general" in q}) == 5  # every general record, repeated
+
+
+def test_csv_prompt_sets_and_prompt_records(tmp_path):
+    from align.data import parse_prompt
+
+    f = tmp_path / "p.csv"
+    f.write_text('prompt,label\n"Hi, there",benign\n"bad, row",harmful,extra\n')
+    rows = read_records(str(f))
+    first = parse_prompt(*next(rows))
+    assert first == {"label": "benign", "prompt": [{"role": "user", "content": "Hi, there"}]}
+    with pytest.raises(AlignError, match=r"p.csv line 3: more values than the 2 header columns"):
+        next(rows)
+    msgs = parse_prompt("f", 1, chat("q", "a"))  # an SFT record: its assistant turn is dropped
+    assert msgs["prompt"] == [{"role": "user", "content": "q"}]
+    with pytest.raises(AlignError, match="line 4: a prompt record needs a non-empty 'prompt'"):
+        parse_prompt("f", 4, {"text": "x"})

@@ -55,6 +55,10 @@ def test_every_accepted_form():
     explicit = parse({"prompt": msgs, "chosen": [{"role": "assistant", "content": "g"}],
                       "rejected": [{"role": "assistant", "content": "b"}]})
     assert explicit.prompt == msgs and explicit.responses == ["g", "b"]
+    ultrafeedback = parse({"prompt": "q", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant",
+                           "content": "g"}], "rejected": [{"role": "user", "content": "q"},
+                                                          {"role": "assistant", "content": "b"}]})
+    assert ultrafeedback.prompt == [{"role": "user", "content": "q"}] and ultrafeedback.responses == ["g", "b"]
     hh = parse({"chosen": "\n\nHuman: hi\n\nAssistant: yo\n\nHuman: q\n\nAssistant: g",
                 "rejected": "\n\nHuman: hi\n\nAssistant: yo\n\nHuman: q\n\nAssistant: b"})
     assert hh.prompt == msgs and hh.responses == ["g", "b"]

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from align.distributed import failure_callbacks
 from align.errors import AlignError
 from align.recipe import data_kind
 from align.schema import DataSpec, Recipe, StageBase
@@ -26,7 +27,7 @@ class StageContext:
     resume: str | None = None  # checkpoint of an interrupted run of this stage to continue from
 
     def callbacks(self) -> list[TrainerCallback]:
-        return [self.tracker.callback(), NanGuard(self.stage.name)]
+        return [self.tracker.callback(), NanGuard(self.stage.name), *failure_callbacks()]
 
     @property
     def data(self) -> DataSpec:

@@ -32,11 +32,12 @@ from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.utils import pad
 
-from align.data import load_split, render_chat
+from align.data import load_split
+from align.distributed import gathered_state_dict
 from align.evaluation import ranking_metrics
 from align.generation import score
 from align.models import load_model, load_tokenizer, require_chat_template, save_model
-from align.rankings import Ranking, expand_pairs, parse_ranking
+from align.rankings import Ranking, expand_pairs, parse_ranking, tokenize_rankings
 from align.stages.common import StageContext, trainer_args
 
 log = logging.getLogger("align")
@@ -75,22 +76,8 @@ def run(ctx: StageContext) -> dict:
         metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
     if evals:
         metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_after")
-    save_model(trainer.model, tok, ctx.out, spec, "reward", ctx.init)
+    save_model(trainer.model, tok, ctx.out, spec, "reward", ctx.init, gathered_state_dict(trainer))
     return metrics
-
-
-def tokenize_rankings(rankings: list[Ranking], tok: Any, max_length: int) -> tuple[list[dict], int]:
-    """One row per prompt: its responses' token ids (left-truncated), their group (0 = best), its margin."""
-    rows, truncated = [], 0
-    for r in rankings:
-        ids = []
-        for response in r.responses:
-            messages = r.prompt + [{"role": "assistant", "content": response}]
-            full = render_chat(tok, messages, add_generation_prompt=False)
-            truncated += len(full) > max_length
-            ids.append(full[-max_length:])
-        rows.append({"input_ids": ids, "group": r.group_of(), "margin": float(r.margin or 0.0)})
-    return rows, truncated
 
 
 @dataclass
@@ -171,7 +158,8 @@ class RankingRewardTrainer(RewardTrainer):
         if self.center_coef:
             loss = loss + self.center_coef * rewards.pow(2).mean()
         if mode == "train":
-            self.train_tokens += int(inputs["attention_mask"].sum())
+            # every rank's tokens (a no-op gather in one process), so the count does not depend on the GPUs
+            self.train_tokens += int(self.accelerator.gather(inputs["attention_mask"].sum()).sum())
         with torch.no_grad():
             w, lo = batch_pairs(prompt, group)
             self._metrics[mode]["accuracy"].append((rewards[w] > rewards[lo]).float().mean().item())

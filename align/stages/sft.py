@@ -15,7 +15,8 @@ import time
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from align.data import load_split, parse_chat, tokenize_chat
+from align.data import load_split, mix_in, parse_chat, tokenize_chat
+from align.distributed import gathered_state_dict
 from align.errors import AlignError
 from align.models import load_model, load_tokenizer, require_chat_template, save_model
 from align.stages.common import StageContext, trainer_args
@@ -28,6 +29,7 @@ def run(ctx: StageContext) -> dict:
     tok = load_tokenizer(spec)
     require_chat_template(tok, spec)
     train, evals = load_split(ctx.data, parse_chat, ctx.seed)
+    train, mixed = mix_in(train, stage.mix, parse_chat, ctx.seed)
     train_ds, stats = _tokenize(train, tok, stage.max_length, stage.assistant_only_loss, ctx.data.train)
     eval_ds, _ = _tokenize(evals, tok, stage.max_length, stage.assistant_only_loss, ctx.data.eval) \
         if evals else (None, {})
@@ -43,7 +45,7 @@ def run(ctx: StageContext) -> dict:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tok, callbacks=ctx.callbacks())
     metrics = {"train_examples": len(train_ds), "train_rows": len(trainer.train_dataset),  # rows: after packing
-               "eval_examples": len(eval_ds or []), **stats}
+               "eval_examples": len(eval_ds or []), "mixed_in": mixed, **stats}
     if eval_ds is not None and stage.eval_before:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
     start = time.perf_counter()
@@ -60,7 +62,7 @@ def run(ctx: StageContext) -> dict:
         metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
     if eval_ds is not None:
         metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
-    save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init)
+    save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, gathered_state_dict(trainer))
     return metrics
 
 

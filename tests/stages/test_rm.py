@@ -13,7 +13,7 @@ from trl import RewardConfig
 
 from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
-from align.rankings import read_rankings
+from align.rankings import read_rankings, tokenize_rankings
 from align.recipe import load_recipe
 from align.schema import ModelSpec
 from align.stages.rm import (
@@ -22,7 +22,6 @@ from align.stages.rm import (
     bradley_terry_loss,
     evaluate_rm,
     plackett_luce_loss,
-    tokenize_rankings,
 )
 from tests.conftest import write_jsonl
 

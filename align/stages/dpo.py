@@ -1,0 +1,146 @@
+"""DPO stage: direct preference optimization on ranked or pairwise data, over TRL's `DPOTrainer`.
+
+    align run recipes/quickstart.yaml
+
+Data: any form `align.rankings` reads; a K-wise ranking becomes (chosen, rejected) pairs by `pairs`
+(best_vs_rest, adjacent or all; never between ties); pairwise and hh-rlhf records give their pair.
+
+Reference: the model the stage starts from. With LoRA it is the same weights with the adapters
+disabled (no second copy in memory); with full fine-tuning, a frozen copy of the starting model,
+or nothing at all with `precompute_ref` (its log-probs computed once before training).
+
+Losses by name (`loss`): TRL's, plus `cdpo`, which TRL 1.16 no longer offers; see `_loss_args`.
+
+Metrics: held-out implicit-reward accuracy and margin (eval_rewards/*), then generation-based ones
+on held-out prompts (`align.hooks.compare_policies`): KL(policy || reference) from the policy's
+samples, and with a reward model in the recipe the win rate against the starting model (ties half)
+and both mean rewards; a table of sample generations goes to samples.jsonl and the tracker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from align.data import load_split, mix_in
+from align.distributed import gathered_state_dict, is_main
+from align.errors import AlignError
+from align.hooks import compare_policies
+from align.models import load_artifact, load_model, load_tokenizer, require_chat_template, save_model
+from align.rankings import Ranking, parse_ranking, to_pairs
+from align.stages.common import StageContext, trainer_args
+
+log = logging.getLogger("align")
+
+
+def run(ctx: StageContext) -> dict:
+    stage, spec = ctx.stage, ctx.recipe.model
+    tok = load_tokenizer(spec)
+    require_chat_template(tok, spec)
+    train, evals = load_split(ctx.data, parse_ranking, ctx.seed)
+    train, mixed = mix_in(train, stage.mix, parse_ranking, ctx.seed)
+    evals = evals[:stage.eval_prompts]
+    train_ds, eval_ds = preference_pairs(train, stage.pairs), preference_pairs(evals, stage.pairs)
+    if not len(train_ds):
+        raise AlignError(f"{ctx.data.train}: no preference pairs (every ranking is a single tie)",
+                         hint="rankings need at least two groups to give a chosen and a rejected response")
+
+    model = load_model(spec, "causal_lm", init=ctx.init)
+    full = not hasattr(model, "peft_config")
+    ref = load_model(spec, "causal_lm", init=ctx.init, trainable=False) if full and not stage.precompute_ref \
+        else None
+    args = trainer_args(DPOConfig, ctx, max_length=stage.max_length, beta=stage.beta,
+                        precompute_ref_log_probs=stage.precompute_ref, precompute_ref_batch_size=stage.eval_batch_size,
+                        **_loss_args(stage.loss, stage.label_smoothing))
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds,
+                         eval_dataset=eval_ds if len(eval_ds) else None, processing_class=tok,
+                         callbacks=ctx.callbacks())
+    _drop_reference_adapter(trainer.model)
+    metrics: dict[str, Any] = {"train_prompts": len(train), "train_pairs": len(train_ds), "mixed_in": mixed,
+                               "eval_prompts": len(evals), "eval_pairs": len(eval_ds)}
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=ctx.resume)
+    metrics["train_seconds"] = time.perf_counter() - start
+    metrics["train_loss"] = result.training_loss
+    history = trainer.state.log_history
+    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]  # TRL's count: chosen + rejected, no padding
+    if tokens:
+        metrics["train_tokens"] = tokens[-1]
+        metrics["train_tokens_per_second"] = tokens[-1] / metrics["train_seconds"]
+    if len(eval_ds):
+        scores = trainer.evaluate()
+        metrics |= {"eval_loss": scores["eval_loss"], "reward_accuracy_after": scores["eval_rewards/accuracies"],
+                    "reward_margin_after": scores["eval_rewards/margins"]}
+    save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, gathered_state_dict(trainer))
+    if evals:  # on every rank: under FSDP / ZeRO-3 each forward pass needs them all
+        metrics |= _generation_metrics(ctx, trainer.model, tok, _distinct_prompts(evals), ref)
+    return metrics
+
+
+def preference_pairs(rankings: list[Ranking], mode: str) -> Dataset:
+    """TRL's conversational preference records: prompt messages, then the chosen and the rejected reply."""
+    rows = [{"prompt": r.prompt, "chosen": [{"role": "assistant", "content": r.responses[a]}],
+             "rejected": [{"role": "assistant", "content": r.responses[b]}]}
+            for r in rankings for a, b in to_pairs(r, mode)]
+    return Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
+
+
+def _drop_reference_adapter(model: Any) -> None:
+    """Given a PEFT model, TRL keeps a frozen copy of its adapter ("ref") as the reference, for adapters
+    that were trained before. Ours is new (LoRA B = 0), so the reference is the model with adapters
+    disabled, and the reference pass computes no LoRA branch."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+
+
+def _loss_args(loss: str, label_smoothing: float) -> dict[str, Any]:
+    """DPOConfig arguments for a loss name.
+
+    cdpo (conservative DPO, Mitchell 2023) is (1-e) * A + e * B with A = -log sigmoid(beta*delta),
+    B = -log sigmoid(-beta*delta). TRL 1.16 dropped it, but its weighted multi-loss reaches it exactly:
+    robust at smoothing 1/4 is (3/4 A - 1/4 B) / (1/2) = 1.5 A - 0.5 B, so
+    (1 + 2e) * sigmoid - 2e * robust(1/4) = (1 + 2e - 3e) A + e B = (1 - e) A + e B.
+    """
+    if not 0.0 <= label_smoothing < 0.5:
+        raise AlignError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if loss == "cdpo":
+        return {"loss_type": ["sigmoid", "robust"], "loss_weights": [1 + 2 * label_smoothing, -2 * label_smoothing],
+                "label_smoothing": 0.25}
+    return {"loss_type": [loss], "label_smoothing": label_smoothing}
+
+
+def _distinct_prompts(rankings: list[Ranking]) -> list[list[dict]]:
+    """Each prompt once (several rankings, or pairwise records, may share one)."""
+    seen: set[str] = set()
+    out = []
+    for r in rankings:
+        key = json.dumps(r.prompt)
+        if key not in seen:
+            seen.add(key)
+            out.append(r.prompt)
+    return out
+
+
+def _generation_metrics(ctx: StageContext, policy: Any, tok: Any, prompts: list[list[dict]], ref: Any) -> dict:
+    """Win rate, KL and samples on held-out prompts (`compare_policies`), judged by the recipe's RM if any."""
+    stage, spec = ctx.stage, ctx.recipe.model
+    if ref is None and not hasattr(policy, "peft_config"):  # full fine-tuning with precomputed reference
+        ref = load_model(spec, "causal_lm", init=ctx.init, trainable=False)
+    rm_path = ctx.reward_model()
+    judge = load_artifact(rm_path, spec) if rm_path is not None else None
+    if judge is None:
+        log.info("%s: no rm stage in the recipe, so no win rate (KL and samples only)", stage.name)
+    start = time.perf_counter()
+    metrics, table = compare_policies(policy, tok, prompts, stage.generation, reference=ref, judge=judge,
+                                      judge_max_length=stage.max_length)
+    metrics["generation_eval_seconds"] = time.perf_counter() - start
+    if is_main():
+        (ctx.out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in table))
+    ctx.tracker.table("samples", table)
+    return metrics
