@@ -162,10 +162,10 @@ def _compliance(models: _Models, ctx: HookContext) -> tuple[dict[str, float], di
     from align.compliance import evaluate_compliance, read_prompt_set
 
     records = _balanced(read_prompt_set(ctx.data), ctx.spec.max_examples)
-    result, _ = evaluate_compliance(models.get(ctx.row.artifact), models.tok, records, ctx.spec.generation,
-                                    ctx.spec.classifier)
-    return {k: v for k, v in result["overall"].items() if k in ("refusal_rate", "over_refusal",
-                                                                  "ordinary_refusal")}, result
+    result, table = evaluate_compliance(models.get(ctx.row.artifact), models.tok, records, ctx.spec.generation,
+                                        ctx.spec.classifier)
+    rates = {k: v for k, v in result["overall"].items() if k in ("refusal_rate", "over_refusal", "ordinary_refusal")}
+    return rates, result | {"responses": table}  # every answer and its verdict, for a human to check
 
 
 def _balanced(records: list[dict], n: int | None) -> list[dict]:

@@ -28,6 +28,7 @@ from transformers import set_seed
 from align.distributed import Nothing, barrier, failure, is_main, on_main, rank_logging
 from align.errors import AlignError
 from align.gates import GateFailed, RunEvaluations
+from align.recipe import reward_stage
 from align.runs import FINISHED, Manifest, RunLock, fingerprint, finished, stage_inputs, what_changed
 from align.schema import Recipe, StageBase
 from align.stages.common import StageContext
@@ -62,16 +63,20 @@ def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
     steps: list[Step] = []
     fps: dict[str, str] = {}
     for stage in recipe.stages:
-        inputs = stage_inputs(recipe, stage, fps.get(stage.init))
+        judge = reward_stage(recipe, stage)
+        inputs = stage_inputs(recipe, stage, fps.get(stage.init), fps.get(judge) if judge else None)
         fp = fps[stage.name] = fingerprint(inputs)
         done = finished(run_dir / stage.name)
         upstream = next((s for s in steps if s.stage.name == stage.init), None)
+        scorer = next((s for s in steps if s.stage.name == judge), None)
         if only and stage.name != only:
             step = Step(stage, "skip", "--only " + only, inputs, fp)
         elif stage.name in forced:
             step = Step(stage, "run", "forced", inputs, fp)
         elif upstream and upstream.action in ("run", "resume"):
             step = Step(stage, "run", f"its init stage {stage.init} runs again", inputs, fp)
+        elif scorer and scorer.action in ("run", "resume"):
+            step = Step(stage, "run", f"its reward model {judge} runs again", inputs, fp)
         elif done and done.get("fingerprint") == fp:
             step = Step(stage, "reuse", f"unchanged since {done['finished_at']}", inputs, fp)
         elif done:
@@ -161,6 +166,7 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
         for i, row in enumerate(rows):
             tracker.log({f"eval/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=i)
         tracker.table("evaluation", rows)
+        tracker.html({f"charts/{p.stem}": p.read_text() for p in sorted((run_dir / "report_plots").glob("*.svg"))})
         tracker.finish()
     log.info("report: %s (and %s)", html, md.name)
 

@@ -312,6 +312,18 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
             v.error(f"{p}.data", f"data file {e.data} does not exist")
 
 
+def reward_stage(recipe: Recipe, stage: StageBase) -> str | None:
+    """The rm stage that scores and judges `stage`: the one its `reward_model` field names, else the last
+    rm stage before it; None when there is none."""
+    if not hasattr(stage, "reward_model"):
+        return None  # sft and rm stages use no reward model
+    name = stage.reward_model
+    if name is None:
+        earlier = recipe.stages[:recipe.stages.index(stage)]
+        name = next((s.name for s in reversed(earlier) if s.kind == "rm"), None)
+    return name
+
+
 def data_kind(stage_kind: str) -> str:
     """Which section of the recipe's `data` a stage kind reads."""
     return {"sft": "sft", "rm": "rankings", "dpo": "rankings"}.get(stage_kind, "prompts")

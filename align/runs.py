@@ -67,8 +67,10 @@ def finished(artifact: Path) -> dict[str, Any] | None:
     return info if info.get("status") == "finished" else None
 
 
-def stage_inputs(recipe: Recipe, stage: StageBase, upstream: str | None) -> dict[str, Any]:
-    """Hashes of everything a stage's result depends on: its config, the model, data contents, upstream."""
+def stage_inputs(recipe: Recipe, stage: StageBase, upstream: str | None,
+                 reward: str | None = None) -> dict[str, Any]:
+    """Hashes of everything a stage's result depends on: its config, the model, data contents, upstream
+    (the fingerprint of its init stage) and reward (that of the rm stage that scores or judges it)."""
     data = stage.data or getattr(recipe.data, data_kind(stage.kind))
     files = {}  # by role and content: a renamed copy of the same data does not retrain
     for role in ("train", "eval"):
@@ -81,8 +83,9 @@ def stage_inputs(recipe: Recipe, stage: StageBase, upstream: str | None) -> dict
     settings = dataclasses.asdict(stage)
     settings.pop("gate")  # a gate judges the result, it does not change it: editing one retrains nothing
     config = {"stage": settings, "seed": recipe.seed}
-    return {"config": _hash(config), "model": _hash(dataclasses.asdict(recipe.model)), "data": files,
-            "upstream": upstream}
+    out = {"config": _hash(config), "model": _hash(dataclasses.asdict(recipe.model)), "data": files,
+           "upstream": upstream}
+    return out | ({"reward": reward} if reward else {})
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:
@@ -91,7 +94,7 @@ def fingerprint(inputs: dict[str, Any]) -> str:
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     """'config', 'data train', 'upstream' ...: why a finished stage is out of date."""
-    changed = [k for k in ("config", "model", "upstream") if old.get(k) != new.get(k)]
+    changed = [k for k in ("config", "model", "upstream", "reward") if old.get(k) != new.get(k)]
     changed += [f"data {ref}" for ref in set(old.get("data", {})) | set(new["data"])
                 if old.get("data", {}).get(ref) != new["data"].get(ref)]
     return ", ".join(changed) or "inputs"

@@ -76,6 +76,13 @@ class Tracker:
             columns = list(rows[0])
             self._run.log({name: wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
 
+    def html(self, items: dict[str, str]) -> None:
+        """HTML snippets (the report's SVG charts) to W&B as media; other backends keep none."""
+        if self._run is not None and items:
+            import wandb
+
+            self._run.log({name: wandb.Html(text) for name, text in items.items()})
+
     def summary(self, metrics: dict[str, Any]) -> None:
         if self._run is not None:
             self._run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from align.models import load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe, parse_gate
 from align.schema import EvalSpec, GenerationSpec, ModelSpec
+from align.tracking import find_wandb_files, read_wandb_history, read_wandb_records
 from tests.conftest import write_jsonl, write_recipe
 
 TEXTS = ["the cat sat on the mat", "a dog ran in the park", "once upon a time there was a fox"]
@@ -67,10 +69,10 @@ def test_a_policy_against_itself_has_zero_kl_and_ties_everywhere(tiny_model_dir)
     assert [r["policy"] for r in table] == [r["start"] for r in table] and len(table) == 3
 
 
-def _recipe(tmp_path, tiny_model_dir, sft_files, evals: str, gate: str = "") -> object:
+def _recipe(tmp_path, tiny_model_dir, sft_files, evals: str, gate: str = "", tracking: str = "none") -> object:
     text = write_jsonl(tmp_path / "text.jsonl", [{"text": t} for t in TEXTS])
     path = write_recipe(tmp_path / "r.yaml", tiny_model_dir, *sft_files, tmp_path / "run",
-                        stage=f"    max_steps: 4\n{gate}")
+                        stage=f"    max_steps: 4\n{gate}", tracking=tracking)
     path.write_text(path.read_text() + evals.replace("TEXT", str(text)))
     return load_recipe(path)
 
@@ -81,7 +83,7 @@ evals:
   - {hook: perplexity, data: TEXT}
   - {hook: kl, max_examples: 2, generation: {max_new_tokens: 4}}
   - {hook: "tests.test_gates:user_hook", args: {scale: 3}}
-""", gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n")
+""", gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n", tracking="wandb")
     run_pipeline(recipe)
     evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     rows = {r["row"]: r["metrics"] for r in evals["rows"]}
@@ -94,6 +96,18 @@ evals:
     assert all(g["passed"] for g in evals["rows"][1]["gates"])
     html = (tmp_path / "run" / "report.html").read_text()
     assert "params_million" in html and "baseline" in html and "perplexity_increase" in html
+    report_run = [f for f in find_wandb_files(tmp_path / "run") if any(
+        r.WhichOneof("record_type") == "run" and r.run.job_type == "report" for r in read_wandb_records(f))]
+    assert len(report_run) == 1  # the evaluation table and charts go to W&B as their own run of the group
+    deadline = time.monotonic() + 60  # wandb's writer process may still be flushing right after finish()
+    while not any(r.WhichOneof("record_type") == "exit" for r in read_wandb_records(report_run[0])):
+        assert time.monotonic() < deadline, "the W&B run file was never completed"
+        time.sleep(0.5)
+    logged = read_wandb_history(report_run[0])
+    assert [r["eval/perplexity"] for r in logged if "eval/perplexity" in r] == [rows["baseline"]["perplexity"],
+                                                                               rows["sft"]["perplexity"]]
+    media = {k.split(".")[0]: v for r in logged for k, v in r.items() if k.endswith("._type")}
+    assert media["evaluation"] == "table-file" and media["charts/eval-perplexity"] == "html-file"
     # a rerun reuses the stage and its cached row (same key): nothing is measured again
     before = (tmp_path / "run" / "evals" / "sft.json").stat().st_mtime_ns
     run_pipeline(recipe)

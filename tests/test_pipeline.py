@@ -140,3 +140,23 @@ def test_kill_9_resumes_from_the_last_checkpoint_and_matches_an_uninterrupted_ru
           f"uninterrupted {reference['eval_loss_after']:.6f}; max adapter weight difference {weight_diff:.2e}")
     assert weight_diff < 1e-4
     assert not partial.exists() and not any(torch.isnan(v).any() for v in a.values())
+
+
+def test_a_retrained_reward_model_reruns_the_stages_it_scores(tmp_path):
+    from align.pipeline import plan
+    from align.recipe import load_recipe
+    from tests.conftest import write_jsonl
+    from tests.stages.test_rm import marker_rankings
+
+    data = write_jsonl(tmp_path / "r.jsonl", marker_rankings(4, 0))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""name: t
+data: {{rankings: {{train: {data}}}, sft: {{train: {data}}}}}
+output_dir: {tmp_path / "run"}
+stages:
+  - {{name: rm, kind: rm}}
+  - {{name: dpo, kind: dpo}}
+""")
+    steps = {s.stage.name: s for s in plan(load_recipe(recipe), force=("rm",))}
+    assert steps["dpo"].reason == "its reward model rm runs again"
+    assert steps["dpo"].inputs["reward"] == steps["rm"].fingerprint and steps["rm"].inputs.get("reward") is None

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quickstart_sft_loss_falls_and_rm_beats_chance(tmp_path):
+def test_quickstart_sft_rm_dpo_with_its_report(tmp_path):
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "align", "run", "recipes/quickstart.yaml", f"output_dir={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
@@ -25,6 +25,13 @@ def test_quickstart_sft_loss_falls_and_rm_beats_chance(tmp_path):
     assert (tmp_path / "sft" / "adapter" / "adapter_model.safetensors").exists()
     rm = json.loads((tmp_path / "rm" / "metrics.json").read_text())
     assert rm["pairwise_accuracy_after"] > 0.6 and rm["top1_agreement_after"] > 0.5
+    dpo = json.loads((tmp_path / "dpo" / "metrics.json").read_text())
+    assert dpo["reward_accuracy_after"] > 0.7 and dpo["win_rate"] > 0.5  # judged by the rm stage, vs SFT
+    rows = {r["row"]: r["metrics"] for r in json.loads((tmp_path / "evals.json").read_text())["rows"]}
+    assert list(rows) == ["baseline", "sft", "rm", "dpo"]
+    assert {"refusal_rate", "over_refusal", "perplexity", "win_rate"} <= rows["dpo"].keys()
+    assert "perplexity_increase" in rows["sft"] and "rm_accuracy" in rows["rm"]
+    assert (tmp_path / "report.html").stat().st_size > 10_000
     print(f"quickstart: {time.perf_counter() - start:.0f} s, eval loss "
           f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}, "
-          f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}")
+          f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}, DPO win rate {dpo['win_rate']:.3f}")

@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 
 from align.distributed import failure_callbacks
 from align.errors import AlignError
-from align.recipe import data_kind
+from align.recipe import data_kind, reward_stage
 from align.schema import DataSpec, Recipe, StageBase
 from align.tracking import Tracker
 
@@ -33,13 +33,18 @@ class StageContext:
     def data(self) -> DataSpec:
         return self.stage.data or getattr(self.recipe.data, data_kind(self.stage.kind))
 
+    def tokenizer(self) -> Any:
+        """The recipe model's tokenizer, checked to have a chat template (every stage renders chats)."""
+        from align.models import load_tokenizer, require_chat_template
+
+        tok = load_tokenizer(self.recipe.model)
+        require_chat_template(tok, self.recipe.model)
+        return tok
+
     def reward_model(self) -> Path | None:
         """The artifact of the rm stage that scores and judges this stage: the one its `reward_model` field
         names, else the last rm stage before it in the recipe; None when the recipe has none."""
-        name = getattr(self.stage, "reward_model", None)
-        if name is None:
-            earlier = self.recipe.stages[:self.recipe.stages.index(self.stage)]
-            name = next((s.name for s in reversed(earlier) if s.kind == "rm"), None)
+        name = reward_stage(self.recipe, self.stage)
         return self.out.parent / name if name else None
 
     @property

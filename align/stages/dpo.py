@@ -31,7 +31,7 @@ from align.data import load_split, mix_in
 from align.distributed import gathered_state_dict, is_main
 from align.errors import AlignError
 from align.hooks import compare_policies
-from align.models import load_artifact, load_model, load_tokenizer, require_chat_template, save_model
+from align.models import load_artifact, load_model, save_model
 from align.rankings import Ranking, parse_ranking, to_pairs
 from align.stages.common import StageContext, trainer_args
 
@@ -40,8 +40,7 @@ log = logging.getLogger("align")
 
 def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
-    tok = load_tokenizer(spec)
-    require_chat_template(tok, spec)
+    tok = ctx.tokenizer()
     train, evals = load_split(ctx.data, parse_ranking, ctx.seed)
     train, mixed = mix_in(train, stage.mix, parse_ranking, ctx.seed)
     evals = evals[:stage.eval_prompts]

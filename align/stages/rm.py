@@ -36,7 +36,7 @@ from align.data import load_split
 from align.distributed import gathered_state_dict
 from align.evaluation import ranking_metrics
 from align.generation import score
-from align.models import load_model, load_tokenizer, require_chat_template, save_model
+from align.models import load_model, save_model
 from align.rankings import Ranking, expand_pairs, parse_ranking, tokenize_rankings
 from align.stages.common import StageContext, trainer_args
 
@@ -45,8 +45,7 @@ log = logging.getLogger("align")
 
 def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
-    tok = load_tokenizer(spec)
-    require_chat_template(tok, spec)
+    tok = ctx.tokenizer()
     train, evals = load_split(ctx.data, parse_ranking, ctx.seed)
     rows, truncated = tokenize_rankings(train, tok, stage.max_length)
     eval_rows, eval_truncated = tokenize_rankings(evals, tok, stage.max_length)

@@ -18,7 +18,7 @@ from trl import SFTConfig, SFTTrainer
 from align.data import load_split, mix_in, parse_chat, tokenize_chat
 from align.distributed import gathered_state_dict
 from align.errors import AlignError
-from align.models import load_model, load_tokenizer, require_chat_template, save_model
+from align.models import load_model, save_model
 from align.stages.common import StageContext, trainer_args
 
 log = logging.getLogger("align")
@@ -26,8 +26,7 @@ log = logging.getLogger("align")
 
 def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
-    tok = load_tokenizer(spec)
-    require_chat_template(tok, spec)
+    tok = ctx.tokenizer()
     train, evals = load_split(ctx.data, parse_chat, ctx.seed)
     train, mixed = mix_in(train, stage.mix, parse_chat, ctx.seed)
     train_ds, stats = _tokenize(train, tok, stage.max_length, stage.assistant_only_loss, ctx.data.train)

@@ -1,0 +1,373 @@
+"""PPO stage: the policy trained on a reward model's scores with a KL penalty to where it started.
+
+    align run recipes/quickstart-ppo.yaml
+
+Models: the policy is the init stage's model with a new LoRA adapter; the reference is the same weights
+with the adapter disabled (no second copy; `adapter: full` loads a frozen copy instead). The reward
+model is the rm stage's artifact, frozen. The critic is a SEPARATE value model initialised from the
+reward model (its backbone and its score head applied at every token, plus a LoRA adapter), as in Stiennon et al. and
+InstructGPT: the RM's features already predict the final score, so the value estimates are useful from
+the first step, and value-loss gradients cannot disturb the policy's weights (a value head on the
+policy shares them and needs the loss weight tuned). The cost is one more model in memory.
+
+Each PPO step: sample `rollout_batch_size` prompts; generate one completion each (KV cache, tempered
+sampling, stop at EOS); score them; compute old/reference log-probs and values with one right-padded
+forward per micro-batch, the layout the update passes use; per-token KL rewards; GAE; then `ppo_epochs`
+passes over shuffled minibatches of batch_size * grad_accum rollouts. The loop takes the reward as a
+callable (prompts, completions) -> scores, so tests can train against a synthetic reward.
+
+Implementation details of Huang et al., "The N Implementation Details of RLHF with PPO" (2023):
+implemented: queries left-padded and responses right-padded with position ids from the mask; reward
+normalisation (gain and bias so that the starting policy's scores, taken from the first rollout batch, have
+mean 0 and std 1); optional reward whitening (scale only); advantage whitening; per-token KL penalty with
+the score at the last token; value model initialised from the reward model; clipped value loss; clipped
+policy loss; adaptive KL controller; log-probs of the tempered distribution (logits / temperature) in
+rollouts and updates alike; dropout off (models in eval mode throughout); Adam eps 1e-5; learning rate
+annealed linearly to 0 over all updates; several epochs of shuffled minibatches; gradient accumulation
+and clipping; a penalty for completions cut by the length limit before EOS (subtracted, as in TRL, instead
+of replacing the score by -1).
+Left out: lm-human-preferences' fixed-length responses with a truncation token (we stop at EOS); top-k /
+top-p sampling in rollouts (refused: the log-probs would not be the sampling distribution's); multi-process
+rollouts and all-reduced whitening statistics (one process); early stopping of the epochs on approximate
+KL; a value head sharing the policy's weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import get_scheduler
+from trl.trainer.utils import pad
+
+from align import rl
+from align.data import load_split, parse_prompt
+from align.errors import AlignError
+from align.generation import Completion, adapters_disabled, generate, prompt_ids, score_completions
+from align.hooks import compare_policies
+from align.models import load_artifact, load_model, save_model
+from align.schema import ModelSpec, PPOStage
+from align.stages.common import StageContext
+from align.tracking import Tracker
+
+log = logging.getLogger("align")
+RewardFn = Callable[[Sequence[list[dict]], Sequence[Completion]], Sequence[float]]
+
+
+def run(ctx: StageContext) -> dict:
+    stage, spec = ctx.stage, ctx.recipe.model
+    rm_path = ctx.reward_model()
+    if rm_path is None:
+        raise AlignError(f"stage {stage.name}: PPO needs a reward model, and the recipe has no rm stage before it",
+                         hint="add an rm stage before the ppo stage (see recipes/quickstart-ppo.yaml)")
+    tok = ctx.tokenizer()
+    train, evals = load_split(ctx.data, parse_prompt, ctx.seed)
+    policy = load_model(spec, "causal_lm", init=ctx.init)
+    # adapters off = the starting policy; without adapters (full fine-tuning) the reference is a frozen copy
+    reference = None if hasattr(policy, "disable_adapter") else load_model(spec, "causal_lm", ctx.init, False)
+    value = value_model(spec, rm_path)
+    rm = load_artifact(rm_path, spec)
+    trainer = PPOTrainer(policy, value, tok, stage, len(train), ctx.seed, ctx.tracker, reference)
+    if ctx.resume:
+        trainer.load(Path(ctx.resume))
+    metrics: dict[str, Any] = {"train_prompts": len(train), "eval_prompts": min(len(evals), stage.eval_prompts)}
+    metrics |= trainer.train([r["prompt"] for r in train], rm_reward(rm, tok, stage.max_length,
+                                                                     stage.eval_batch_size), ctx.out / "checkpoints")
+    if evals and stage.eval_prompts:
+        prompts = [r["prompt"] for r in evals[:stage.eval_prompts]]
+        found, table = compare_policies(policy, tok, prompts, stage.generation, reference=reference, judge=rm,
+                                        judge_max_length=stage.max_length)
+        metrics |= found
+        metrics |= {"reward_before": found["reward_start"], "reward_after": found["reward"],
+                    "win_rate_after": found["win_rate"], "kl_after": found["kl"]}
+        (ctx.out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in table))
+    else:
+        log.warning("%s: no held-out prompts (set data.prompts.eval or eval_fraction): no evaluation", stage.name)
+    save_model(policy, tok, ctx.out, spec, "causal_lm", ctx.init)
+    return metrics
+
+
+def value_model(spec: ModelSpec, init: Path | None) -> Any:
+    """The critic: `init`'s reward model (backbone and score head) with a new LoRA adapter, read per token.
+
+    Loaded with the reward head rather than as a token classifier (`head="value"`): the RM's adapter then
+    loads as saved (a token classifier's head has a bias the RM's lacks, and PEFT's 'all-linear' would put
+    LoRA on it); `value_forward` applies the same score head to every position instead of the last.
+    """
+    return load_model(spec, "reward", init=init)
+
+
+def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> RewardFn:
+    """The reward model's score of prompt + completion, rendered as in its training data."""
+    def reward(prompts: Sequence[list[dict]], completions: Sequence[Completion]) -> list[float]:
+        return score_completions(rm, tok, prompts, [c.text for c in completions], max_length, batch_size)
+    return reward
+
+
+@dataclass
+class Rollouts:
+    """A rollout batch, padded once to one layout: [left-padded prompt | right-padded completion]."""
+
+    input_ids: torch.Tensor  # [N, P + R]
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    mask: torch.Tensor  # [N, R]: 1 on completion tokens (EOS included)
+    prompt_width: int
+
+    def rows(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids[idx], "attention_mask": self.attention_mask[idx],
+                "position_ids": self.position_ids[idx]}
+
+
+def collate(completions: Sequence[Completion], pad_id: int) -> Rollouts:
+    prompts = [torch.tensor(c.prompt_ids) for c in completions]
+    answers = [torch.tensor(c.ids) for c in completions]
+    p = pad(prompts, padding_value=pad_id, padding_side="left")
+    r = pad(answers, padding_value=pad_id, padding_side="right")
+    p_mask = pad([torch.ones_like(x) for x in prompts], padding_value=0, padding_side="left")
+    r_mask = pad([torch.ones_like(x) for x in answers], padding_value=0, padding_side="right")
+    mask = torch.cat([p_mask, r_mask], 1)
+    # positions count real tokens only, as generate() numbered them under left padding
+    return Rollouts(torch.cat([p, r], 1), mask, (mask.cumsum(1) - 1).clamp(min=0), r_mask.float(), p.shape[1])
+
+
+def policy_forward(model: Any, rows: dict[str, torch.Tensor], prompt_width: int, temperature: float,
+                   entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs (and entropies) of the completion tokens under logits / temperature; the LM head
+    runs only on the completion's positions."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.base_model(**rows, use_cache=False).last_hidden_state
+    logits = model.get_output_embeddings()(hidden[:, prompt_width - 1:-1]).float() / temperature
+    target = rows["input_ids"][:, prompt_width:]
+    logprobs = torch.log_softmax(logits, -1).gather(-1, target[..., None]).squeeze(-1)
+    return logprobs, rl.entropy_from_logits(logits) if entropy else None
+
+
+def value_forward(model: Any, rows: dict[str, torch.Tensor], prompt_width: int) -> torch.Tensor:
+    """The critic's value of each completion state, read where the policy's logits for that token are."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.base_model(**rows, use_cache=False).last_hidden_state[:, prompt_width - 1:-1]
+    head = base.score if hasattr(base, "score") else base.classifier
+    return head(hidden).squeeze(-1).float()
+
+
+class PPOTrainer:
+    """PPO over a LoRA policy and a separate critic; `train` runs the steps, `save`/`load` checkpoint them."""
+
+    def __init__(self, policy: Any, value: Any, tok: Any, stage: PPOStage, n_prompts: int, seed: int,
+                 tracker: Tracker | None = None, reference: Any | None = None):
+        self.policy, self.value, self.tok, self.stage = policy, value, tok, stage
+        self.seed, self.tracker, self.reference = seed, tracker, reference
+        minibatch = stage.batch_size * stage.grad_accum
+        if stage.rollout_batch_size % minibatch:
+            raise AlignError(f"stage {stage.name}: rollout_batch_size={stage.rollout_batch_size} is not a multiple "
+                             f"of batch_size * grad_accum = {minibatch}")
+        if stage.generation.temperature <= 0 or stage.generation.top_p != 1.0:
+            raise AlignError(f"stage {stage.name}: PPO samples with temperature > 0 and top_p 1 (got "
+                             f"{stage.generation.temperature}, {stage.generation.top_p})",
+                             hint="log-probs are those of the tempered full distribution; set generation.top_p: 1")
+        self.steps = stage.max_steps if stage.max_steps > 0 else \
+            math.ceil(stage.epochs * n_prompts / stage.rollout_batch_size)
+        self.n_prompts, self.step, self.score_norm = n_prompts, 0, None
+        params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=stage.learning_rate, eps=1e-5, weight_decay=stage.weight_decay)
+        updates = self.steps * stage.ppo_epochs * (stage.rollout_batch_size // minibatch)
+        self.scheduler = get_scheduler(stage.lr_scheduler, self.optimizer, round(stage.warmup_ratio * updates),
+                                       updates)
+        self.kl_ctl = rl.KLController(stage.kl_coef, stage.target_kl, stage.kl_horizon)
+        for m in (policy, value):
+            m.eval()  # no dropout anywhere: the update's log-probs must match the rollout's (Huang et al.)
+
+    def batch_prompts(self, prompts: Sequence[list[dict]]) -> list[list[dict]]:
+        """This step's prompts: passes over the prompt set, each in its own seeded order (resumable)."""
+        n, out = self.stage.rollout_batch_size, []
+        start = self.step * n
+        for i in range(start, start + n):
+            epoch, pos = divmod(i, len(prompts))
+            order = list(range(len(prompts)))
+            random.Random(self.seed * 100003 + epoch).shuffle(order)
+            out.append(prompts[order[pos]])
+        return out
+
+    def train(self, prompts: Sequence[list[dict]], reward_fn: RewardFn, checkpoints: Path | None = None) -> dict:
+        """Run the remaining PPO steps; return a summary (first/last rewards, KL, times, tokens/s)."""
+        history = []
+        while self.step < self.steps:
+            batch = self.batch_prompts(prompts)
+            rollouts, stats = self.rollout(batch, reward_fn)
+            start = time.perf_counter()
+            stats |= self.update(rollouts)
+            stats["train_seconds"] += time.perf_counter() - start
+            self.step += 1
+            self.kl_ctl.update(stats["kl"], self.stage.rollout_batch_size)
+            history.append(stats)
+            self.check(stats)
+            if self.tracker is not None:
+                self.tracker.log({f"ppo/{k}": v for k, v in stats.items()}, self.step)
+            if self.step % self.stage.logging_steps == 0 or self.step == self.steps:
+                log.info("ppo step %d/%d: reward %.3f (std %.3f), kl %.3f (coef %.3g), entropy %.2f, clipfrac %.3f, "
+                         "length %.1f, gen %.1f s, train %.1f s", self.step, self.steps, stats["reward_mean"],
+                         stats["reward_std"], stats["kl"], stats["kl_coef"], stats["entropy"], stats["clipfrac"],
+                         stats["response_length"], stats["gen_seconds"], stats["train_seconds"])
+            if checkpoints is not None and self.stage.save_steps and self.step % self.stage.save_steps == 0:
+                self.save(checkpoints / f"checkpoint-{self.step}")
+        return summarize(history, self.stage.ppo_epochs)
+
+    @torch.no_grad()
+    def rollout(self, prompts: Sequence[list[dict]], reward_fn: RewardFn) -> tuple[dict, dict]:
+        s, gen, started = self.stage, self.stage.generation, time.perf_counter()
+        ids = prompt_ids(self.tok, prompts, gen.max_prompt_length)
+        completions = generate(self.policy, self.tok, ids, gen.max_new_tokens, gen.temperature,
+                               batch_size=gen.batch_size)
+        gen_seconds = time.perf_counter() - started
+        raw = torch.tensor([float(x) for x in reward_fn(prompts, completions)])
+        if not torch.isfinite(raw).all():
+            bad = raw[~torch.isfinite(raw)][0].item()
+            raise AlignError(f"stage {s.name}: reward became {bad} at PPO step {self.step + 1}",
+                             hint="the reward model gives non-finite scores: check it (rerun its stage) "
+                                  "or lower the learning rate")
+        started = time.perf_counter()
+        if self.score_norm is None:  # the first batch comes from the starting policy
+            std = raw.std().item() if len(raw) > 1 else 1.0
+            self.score_norm = (1.0 / std if s.normalize_reward and std > 1e-6 else 1.0,
+                               raw.mean().item() if s.normalize_reward else 0.0)
+        gain, bias = self.score_norm
+        finished = torch.tensor([c.finished for c in completions])
+        scores = (raw - bias) * gain - s.missing_eos_penalty * (~finished).float()
+        ro = collate(completions, self.tok.pad_token_id)
+        old_lp, ref_lp, values, entropy = self._score_tokens(ro)
+        rewards, kl = rl.kl_rewards(scores, old_lp, ref_lp, ro.mask, self.kl_ctl.value)
+        if s.whiten_rewards:
+            rewards = rl.masked_whiten(rewards, ro.mask, shift_mean=False)
+        advantages, returns = rl.gae(rewards, values, ro.mask, s.gamma, s.lam)
+        advantages = rl.masked_whiten(advantages, ro.mask)
+        lengths = ro.mask.sum(1)
+        stats = {"reward_mean": raw.mean().item(), "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
+                 "score_mean": scores.mean().item(), "kl": kl.sum(1).mean().item(), "kl_coef": self.kl_ctl.value,
+                 "entropy": rl.masked_mean(entropy, ro.mask).item(), "response_length": lengths.mean().item(),
+                 "eos_rate": finished.float().mean().item(), "gen_seconds": gen_seconds,
+                 "gen_tokens": lengths.sum().item(), "value_mean": rl.masked_mean(values, ro.mask).item(),
+                 "explained_variance": rl.explained_variance(values, returns, ro.mask),
+                 "train_seconds": time.perf_counter() - started}
+        batch = {"ro": ro, "old_logprobs": old_lp, "values": values, "advantages": advantages, "returns": returns}
+        return batch, stats
+
+    def _score_tokens(self, ro: Rollouts) -> tuple[torch.Tensor, ...]:
+        """Old and reference log-probs, values and entropies, in micro-batches of the update's layout."""
+        temperature, out = self.stage.generation.temperature, []
+        for idx in torch.arange(len(ro.mask)).split(self.stage.batch_size):
+            rows = ro.rows(idx)
+            lp, ent = policy_forward(self.policy, rows, ro.prompt_width, temperature, entropy=True)
+            with _reference(self.policy, self.reference) as ref:
+                ref_lp, _ = policy_forward(ref, rows, ro.prompt_width, temperature)
+            out.append((lp, ref_lp, value_forward(self.value, rows, ro.prompt_width), ent))
+        return tuple(torch.cat(parts) for parts in zip(*out))
+
+    def update(self, batch: dict) -> dict[str, float]:
+        """`ppo_epochs` passes of clipped policy and value updates over shuffled minibatches."""
+        s, ro = self.stage, batch["ro"]
+        sums: dict[str, float] = {}
+        n_micro = 0
+        for _ in range(s.ppo_epochs):
+            order = torch.randperm(len(ro.mask))
+            for minibatch in order.split(s.batch_size * s.grad_accum):
+                self.optimizer.zero_grad(set_to_none=True)
+                for idx in minibatch.split(s.batch_size):
+                    stats = self._micro_step(batch, idx, len(minibatch.split(s.batch_size)))
+                    for k, v in stats.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_micro += 1
+                for m in (self.policy, self.value):
+                    torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], s.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+        return {k: v / n_micro for k, v in sums.items()} | {"lr": self.scheduler.get_last_lr()[0]}
+
+    def _micro_step(self, batch: dict, idx: torch.Tensor, accum: int) -> dict[str, float]:
+        s, ro = self.stage, batch["ro"]
+        rows, mask = ro.rows(idx), ro.mask[idx]
+        logprobs, _ = policy_forward(self.policy, rows, ro.prompt_width, s.generation.temperature)
+        values = value_forward(self.value, rows, ro.prompt_width)
+        pg_loss, pg_stats = rl.policy_loss(logprobs, batch["old_logprobs"][idx], batch["advantages"][idx], mask,
+                                           s.cliprange)
+        vf_loss, vf_stats = rl.value_loss(values, batch["values"][idx], batch["returns"][idx], mask,
+                                          s.cliprange_value)
+        loss = pg_loss + s.vf_coef * vf_loss
+        if not torch.isfinite(loss):
+            raise AlignError(f"stage {s.name}: training loss became {loss.item()} at PPO step {self.step + 1}",
+                             hint="lower learning_rate or raise kl_coef; earlier stages are kept")
+        (loss / accum).backward()
+        return {"pg_loss": pg_loss.item(), "vf_loss": vf_loss.item(), "loss": loss.item(),
+                **{k: v.item() for k, v in (pg_stats | vf_stats).items()}}
+
+    def check(self, stats: dict[str, float]) -> None:
+        """Stop on a KL past the configured bound (the policy has left the reference behind)."""
+        s = self.stage
+        if not stats["kl"] <= s.max_kl:
+            raise AlignError(f"stage {s.name}: KL to the reference reached {stats['kl']:.4g} at PPO step {self.step}, "
+                             f"above max_kl={s.max_kl}", hint="lower learning_rate, raise kl_coef or set target_kl; "
+                                                              "or raise max_kl")
+
+    # ---- checkpoints ----------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Trainable weights of policy and critic, optimizer, scheduler, KL controller, reward norm, RNG."""
+        tmp = path.with_name(f".tmp-{path.name}")  # not matched by checkpoint-*: a crash leaves no half checkpoint
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save({"policy": _trainable(self.policy), "value": _trainable(self.value),
+                    "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "kl": self.kl_ctl.state_dict(), "step": self.step, "score_norm": self.score_norm,
+                    "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+        os.replace(tmp, path)
+        for old in path.parent.glob("checkpoint-*"):  # the latest is the resume point
+            if old != path:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path / "state.pt", weights_only=True)
+        for model, key in ((self.policy, "policy"), (self.value, "value")):
+            missing = set(_trainable(model)) - set(state[key])
+            if missing:
+                raise AlignError(f"checkpoint {path} does not fit the model ({len(missing)} weights missing)",
+                                 hint="delete the stage's .partial folder to start it over")
+            model.load_state_dict(state[key], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.kl_ctl.load_state_dict(state["kl"])
+        self.step, self.score_norm = state["step"], tuple(state["score_norm"]) if state["score_norm"] else None
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed PPO at step %d of %d from %s", self.step, self.steps, path)
+
+
+def _trainable(model: Any) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _reference(policy: Any, reference: Any | None) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext(reference) if reference is not None else adapters_disabled(policy)
+
+
+def summarize(history: list[dict[str, float]], ppo_epochs: int = 1) -> dict[str, float]:
+    """The run's summary: first and last step's reward and KL, totals of time and tokens."""
+    if not history:
+        return {}
+    gen_s, train_s = sum(h["gen_seconds"] for h in history), sum(h["train_seconds"] for h in history)
+    tokens = sum(h["gen_tokens"] for h in history)
+    return {"ppo_steps": len(history), "train_reward_first": history[0]["reward_mean"],
+            "train_reward_last": history[-1]["reward_mean"], "train_kl_last": history[-1]["kl"],
+            "train_kl_max": max(h["kl"] for h in history), "kl_coef_final": history[-1]["kl_coef"],
+            "gen_seconds": gen_s, "train_seconds": train_s, "rollout_tokens": tokens,
+            "rollout_tokens_per_second": tokens / gen_s if gen_s else 0.0,
+            "train_tokens_per_second": tokens * ppo_epochs / train_s if train_s else 0.0}

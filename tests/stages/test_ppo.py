@@ -1,0 +1,181 @@
+"""The ppo stage on a tiny model: log-prob layout, learning a synthetic reward, the frozen reference,
+the stops (NaN reward, KL bound), resuming, and a whole SFT -> RM -> PPO recipe through the pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from align.errors import AlignError
+from align.generation import adapters_disabled, completion_logprobs, generate, prompt_ids
+from align.models import load_artifact, load_model, load_tokenizer
+from align.pipeline import run_pipeline
+from align.recipe import load_recipe
+from align.schema import GenerationSpec, LoraSpec, ModelSpec, PPOStage
+from align.stages import ppo
+from align.stages.common import StageContext
+from tests.conftest import write_jsonl
+from tests.stages.test_rm import marker_rankings
+
+PROMPTS = [[{"role": "user", "content": q}] for q in
+           ["what is two plus two", "how do I bake bread", "please tell me a story", "the cat sat on the mat"]]
+
+
+def even_tokens(prompts, completions) -> list[float]:
+    """Synthetic reward: how many of the completion's tokens have an even id (half the vocabulary)."""
+    return [float(sum(t % 2 == 0 for t in c.ids)) for c in completions]
+
+
+@pytest.fixture
+def spec(tiny_model_dir) -> ModelSpec:
+    # LoRA on the LM head too: the tiny random model's head is what turns hidden states into token choices
+    return ModelSpec(name=str(tiny_model_dir),
+                     lora=LoraSpec(r=8, alpha=16, target_modules=["q_proj", "v_proj", "down_proj", "lm_head"]))
+
+
+def make_trainer(spec: ModelSpec, **overrides) -> ppo.PPOTrainer:
+    torch.manual_seed(0)
+    settings = dict(name="ppo", kind="ppo", learning_rate=2e-2, max_steps=10, rollout_batch_size=16, batch_size=8,
+                    grad_accum=1, ppo_epochs=4, kl_coef=0.2, max_kl=15.0, normalize_reward=False,
+                    missing_eos_penalty=0.0, lr_scheduler="constant", save_steps=0, logging_steps=5,
+                    generation=GenerationSpec(max_new_tokens=8, temperature=1.0, batch_size=16))
+    stage = PPOStage(**(settings | overrides))
+    return ppo.PPOTrainer(load_model(spec, "causal_lm"), ppo.value_model(spec, None), load_tokenizer(spec), stage,
+                          len(PROMPTS), seed=0)
+
+
+def test_update_logprobs_equal_rollout_logprobs(spec):
+    """The first PPO ratio is exactly 1: rollouts and updates share one padded layout and positions."""
+    trainer = make_trainer(spec)
+    batch, _ = trainer.rollout(trainer.batch_prompts(PROMPTS), even_tokens)
+    ro, idx = batch["ro"], torch.tensor([5, 0, 11])
+    again, _ = ppo.policy_forward(trainer.policy, ro.rows(idx), ro.prompt_width, 1.0)
+    assert torch.equal(again, batch["old_logprobs"][idx])
+    # and they are the log-probs of the sampled tokens (independent implementation, right padding)
+    tok = trainer.tok
+    completions = generate(trainer.policy, tok, prompt_ids(tok, PROMPTS), 8, 1.0, seed=3)
+    expected = completion_logprobs(trainer.policy, completions, tok.pad_token_id)
+    ro2 = ppo.collate(completions, tok.pad_token_id)
+    got, _ = ppo.policy_forward(trainer.policy, ro2.rows(torch.arange(len(PROMPTS))), ro2.prompt_width, 1.0)
+    for row, exp in zip(got, expected):
+        torch.testing.assert_close(row[:len(exp)], exp, atol=1e-5, rtol=1e-5)
+
+
+def test_synthetic_reward_rises_kl_stays_bounded_reference_unchanged(spec):
+    trainer = make_trainer(spec)
+    policy, tok = trainer.policy, trainer.tok
+    probe = torch.tensor([prompt_ids(tok, PROMPTS)[0]])
+    with adapters_disabled(policy) as ref:
+        ref_before = ref(input_ids=probe).logits.detach().clone()
+    summary = trainer.train(PROMPTS, even_tokens)
+    assert summary["ppo_steps"] == 10 and summary["train_kl_max"] < 15.0
+    ids = prompt_ids(tok, PROMPTS) * 16  # 64 fresh samples from each, same seed
+
+    def mean_reward(model) -> float:
+        return sum(even_tokens(None, generate(model, tok, ids, 8, 1.0, seed=1))) / len(ids)
+    with adapters_disabled(policy) as ref:
+        ref_after = ref(input_ids=probe).logits.detach()
+        start = mean_reward(ref)
+    assert torch.equal(ref_before, ref_after)  # the reference is bit-identical after training
+    assert not torch.equal(policy(input_ids=probe).logits.detach(), ref_after)
+    assert mean_reward(policy) > start + 1.0, (start, summary)
+
+
+def test_nan_reward_stops_with_the_step(spec):
+    trainer = make_trainer(spec, max_steps=2)
+    calls = []
+
+    def reward(prompts, completions):
+        calls.append(1)
+        return [float("nan") if len(calls) == 2 else 1.0] + [0.0] * (len(completions) - 1)
+    with pytest.raises(AlignError, match="stage ppo: reward became nan at PPO step 2"):
+        trainer.train(PROMPTS, reward)
+
+
+def test_kl_past_the_bound_stops_with_the_value_and_step(spec):
+    trainer = make_trainer(spec, max_steps=3, learning_rate=0.1, kl_coef=0.0, max_kl=0.5)
+    with pytest.raises(AlignError, match=r"KL to the reference reached [0-9.]+ at PPO step 2, above max_kl=0.5"):
+        trainer.train(PROMPTS, even_tokens)
+
+
+def test_resume_from_a_checkpoint_continues_identically(spec, tmp_path):
+    a = make_trainer(spec, max_steps=2, save_steps=1)
+    a.train(PROMPTS, even_tokens, tmp_path / "a")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["checkpoint-2"]  # only the latest is kept
+    b = make_trainer(spec, max_steps=1, save_steps=1)
+    b.train(PROMPTS, even_tokens, tmp_path / "b")
+    c = make_trainer(spec, max_steps=2)
+    c.load(tmp_path / "b" / "checkpoint-1")
+    assert c.step == 1 and c.score_norm == b.score_norm
+    c.train(PROMPTS, even_tokens)
+    for model in ("policy", "value"):
+        want, got = ppo._trainable(getattr(a, model)), ppo._trainable(getattr(c, model))
+        assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want), model
+
+
+def test_without_a_reward_model_the_stage_says_what_to_add(tiny_model_dir, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "what is two plus two"}])
+    (tmp_path / "r.yaml").write_text(f"""name: t
+model: {{name: {tiny_model_dir}}}
+data: {{prompts: {{train: {prompts}}}}}
+tracking: none
+output_dir: {tmp_path / "run"}
+stages: [{{name: ppo, kind: ppo}}]
+""")
+    recipe = load_recipe(tmp_path / "r.yaml")
+    with pytest.raises(AlignError, match="PPO needs a reward model") as e:
+        ppo.run(StageContext(recipe, recipe.stages[0], tmp_path / "out", None, None))
+    assert "add an rm stage" in str(e.value)
+
+
+def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, sft_files, tmp_path):
+    rankings = write_jsonl(tmp_path / "rank.jsonl", marker_rankings(16, 1))
+    questions = ["what is two plus two", "please tell me a story", "how do I bake bread", "the cat sat"]
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q, "id": i} for i, q in enumerate(questions * 3)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""name: ppo-test
+model: {{name: {tiny_model_dir}, lora: {{r: 8, alpha: 16}}}}
+data:
+  sft: {{train: {sft_files[0]}}}
+  rankings: {{train: {rankings}}}
+  prompts: {{train: {prompts}, eval_fraction: 0.34}}
+tracking: none
+output_dir: {tmp_path / "run"}
+stages:
+  - {{name: sft, kind: sft, max_steps: 2, max_length: 64}}
+  - {{name: rm, kind: rm, init: sft, max_steps: 2, max_length: 64}}
+  - name: ppo
+    kind: ppo
+    init: sft
+    max_steps: 2
+    rollout_batch_size: 4
+    batch_size: 2
+    grad_accum: 2
+    ppo_epochs: 2
+    save_steps: 1
+    max_length: 64
+    eval_prompts: 4
+    generation: {{max_new_tokens: 6, temperature: 1.0, batch_size: 4}}
+""")
+    metrics = run_pipeline(load_recipe(recipe))["ppo"]
+    assert metrics["ppo_steps"] == 2 and metrics["train_prompts"] == 8 and metrics["eval_prompts"] == 4
+    for key in ("win_rate", "kl", "reward", "reward_start", "reward_before", "reward_after", "win_rate_after"):
+        assert isinstance(metrics[key], float), key
+    assert 0.0 <= metrics["win_rate"] <= 1.0
+    art = tmp_path / "run" / "ppo"
+    assert json.loads((art / "model.json").read_text())["head"] == "causal_lm"
+    assert not (art / "checkpoints").exists()  # the pipeline drops them once the stage finished
+    rows = [json.loads(line) for line in (art / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {"prompt", "start", "policy", "reward_start", "reward_policy"} <= rows[0].keys()
+    history = [json.loads(line) for line in (art / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "ppo/kl" in h] == [1, 2]
+    assert {"ppo/reward_mean", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl", "ppo/vf_loss", "ppo/explained_variance",
+            "ppo/response_length", "ppo/gen_seconds", "ppo/train_seconds"} <= history[0].keys()
+    spec = ModelSpec(name=str(tiny_model_dir), lora=LoraSpec(r=8, alpha=16))
+    load_artifact(art, spec)  # loads as a policy
+    # the critic starts as the reward model: its score head and (merged) backbone
+    rm, critic = load_artifact(tmp_path / "run" / "rm", spec), ppo.value_model(spec, tmp_path / "run" / "rm")
+    assert torch.equal(critic.get_base_model().score.weight, rm.score.weight)
+    assert torch.equal(critic.get_base_model().model.norm.weight, rm.model.norm.weight)
