@@ -184,14 +184,11 @@ def _inner_types(tp: Any) -> list[Any]:
 
 def render_reference() -> str:
     """The whole reference as Markdown (what `docs/reference.md` holds)."""
-    kinds = {k: c for k, c in schema.STAGE_KINDS.items() if c is not None}
-    reserved = [k for k, c in schema.STAGE_KINDS.items() if c is None]
+    kinds = schema.STAGE_KINDS
     links = ", ".join(f"[{k}](#stage-kind-{k})" for k in kinds)
     paths = key_paths()
     sections = "\n".join(f"- [{c.__name__}](#{c.__name__.lower()})" + (
         f" (`{'`, `'.join(paths[c.__name__])}`)" if c.__name__ in paths else "") for c in config_classes())
-    if reserved:
-        links += f" (reserved, not implemented: {', '.join(reserved)})"
     parts = [_HEADER.format(sections=sections, kinds=links)]
     for cls in config_classes():
         parts.append(_section(cls))

@@ -220,9 +220,6 @@ class _Validator:
             self.error(f"{path}.kind", f"unknown stage kind '{kind}'; valid kinds: {', '.join(STAGE_KINDS)}" +
                        (f" (did you mean '{near[0]}'?)" if near else ""))
             return None
-        if STAGE_KINDS[kind] is None:
-            self.error(f"{path}.kind", f"stage kind '{kind}' is reserved but not implemented yet")
-            return None
         return self.build(STAGE_KINDS[kind], {"kind": kind, **raw}, path)
 
 

@@ -219,8 +219,8 @@ class PPOStage(StageBase):
     eval_prompts: int = _f(64, "Held-out prompts for reward, win rate, KL and samples after training; 0 = skip.")
 
 
-STAGE_KINDS: dict[str, type[StageBase] | None] = {"sft": SFTStage, "rm": RMStage, "dpo": DPOStage, "ppo": PPOStage}
-"""Stage kind -> its config class; None marks a kind that is reserved but not implemented yet."""
+STAGE_KINDS: dict[str, type[StageBase]] = {"sft": SFTStage, "rm": RMStage, "dpo": DPOStage, "ppo": PPOStage}
+"""Stage kind -> its config class (and `align.stages.<kind>` runs it)."""
 
 
 @dataclass

@@ -71,11 +71,6 @@ def test_unknown_stage_kind(tmp_path, train_file):
     assert "stages.sft.kind: unknown stage kind 'sfy'" in msg and "did you mean 'sft'" in msg
 
 
-def test_reserved_stage_kind_is_not_implemented_yet(tmp_path, train_file):
-    body = BASE.format(train=train_file, extra="") + "  - name: ppo\n    kind: ppo\n"
-    assert "stage kind 'ppo' is reserved but not implemented yet" in problems(recipe(tmp_path, train_file, body=body))
-
-
 def test_missing_data_file(tmp_path, train_file):
     msg = problems(recipe(tmp_path, train_file, body=BASE.format(train=tmp_path / "nope.jsonl", extra="")))
     assert "line 5, data.sft.train: data file" in msg and "nope.jsonl' does not exist" in msg
