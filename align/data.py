@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,18 @@ def parse_prompt(src: str, line: int, rec: Record) -> Record:
     if not messages or messages[-1]["role"] != "user":
         raise AlignError(f"{where}: the prompt must end with a user message")
     return {k: v for k, v in rec.items() if k not in ("prompt", "messages")} | {"prompt": messages}
+
+
+def distinct(prompts: Iterable[list[dict]]) -> list[list[dict]]:
+    """Each prompt (chat messages) once, in first-seen order: rankings and pairwise records repeat theirs."""
+    seen: set[str] = set()
+    out = []
+    for messages in prompts:
+        key = json.dumps(messages)
+        if key not in seen:
+            seen.add(key)
+            out.append(messages)
+    return out
 
 
 # ---- SFT ------------------------------------------------------------------------------------------

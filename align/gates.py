@@ -11,7 +11,6 @@ its row's hook metrics. A failed gate keeps the artifact, marks it (`gate.json`,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import operator
@@ -23,6 +22,7 @@ from align.errors import AlignError
 from align.hooks import Row, evaluate_row
 from align.models import artifact_head
 from align.recipe import parse_gate
+from align.runs import content_hash, write_json
 from align.schema import EvalSpec, ModelSpec, Recipe, StageBase
 
 _OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, ">": operator.gt,
@@ -58,9 +58,7 @@ def evaluate_cached(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, 
         pass
     result = evaluate_row(evals, row, model_spec, run_dir, judge, defaults) | {"key": key}
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+    write_json(path, result)
     return result
 
 
@@ -70,9 +68,7 @@ def write_evals(run_dir: Path, rows: Sequence[dict[str, Any]]) -> Path:
            "compliance": {r["row"]: r["compliance"] for r in rows if r.get("compliance")},
            "samples": {r["row"]: r["samples"] for r in rows if r.get("samples")}}
     path = run_dir / "evals.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    tmp.replace(path)
+    write_json(path, out)
     return path
 
 
@@ -87,7 +83,7 @@ class RunEvaluations:
 
     def baseline(self) -> None:
         if self.recipe.evals:
-            self._add(Row("baseline", None), _key(dataclasses.asdict(self.recipe.model), "base"))
+            self._add(Row("baseline", None), content_hash([dataclasses.asdict(self.recipe.model), "base"]))
 
     def after(self, stage: StageBase, fingerprint: str, metrics: dict[str, Any]) -> None:
         """Measure the stage's artifact, then check its gates (an AlignError stops the pipeline)."""
@@ -124,17 +120,14 @@ class RunEvaluations:
             row, fingerprint = self._measured.get(result["row"], (None, ""))
             if not hooks or row is None or row.head != "causal_lm" or "win_rate" in result["metrics"]:
                 continue
-            key = _key([dataclasses.asdict(e) for e in hooks], fingerprint, str(judge),
-                       judge and (judge / "artifact.json").read_text())
-            late = evaluate_cached(hooks, row, self.recipe.model, self.run_dir, key, judge, self.defaults,
-                                   cache=f"{row.name}.judged")
+            late = evaluate_cached(hooks, row, self.recipe.model, self.run_dir, _row_key(hooks, fingerprint, judge),
+                                   judge, self.defaults, cache=f"{row.name}.judged")
             result["metrics"] |= late["metrics"]
 
     def _add(self, row: Row, fingerprint: str) -> dict[str, Any]:
         self._measured[row.name] = (row, fingerprint)
         judge = self._judge()
-        key = _key([dataclasses.asdict(e) for e in self.recipe.evals], fingerprint, str(judge),
-                   judge and (judge / "artifact.json").read_text())
+        key = _row_key(self.recipe.evals, fingerprint, judge)
         result = evaluate_cached(self.recipe.evals, row, self.recipe.model, self.run_dir, key, judge, self.defaults)
         base = self.rows[0]["metrics"].get("perplexity") if self.rows and self.rows[0]["row"] == "baseline" else None
         if base and "perplexity" in result["metrics"] and row.name != "baseline":
@@ -150,9 +143,6 @@ class RunEvaluations:
                 return path
         return None
 
-    def stage_names(self) -> list[str]:
-        return [s.name for s in self.recipe.stages]
-
     def write(self) -> Path | None:
         return write_evals(self.run_dir, self.rows) if self.rows else None
 
@@ -163,6 +153,12 @@ class GateFailed(AlignError):
         self.failed = failed
 
 
+def _row_key(hooks: Sequence[EvalSpec], fingerprint: str, judge: Path | None) -> str:
+    """What a row's measurements depend on: the hooks, the row's model and the judge (its finished record)."""
+    return content_hash([[dataclasses.asdict(e) for e in hooks], fingerprint, str(judge),
+                         judge and (judge / "artifact.json").read_text()])
+
+
 def _default_data(recipe: Recipe) -> dict[str, str | None]:
     """Each kind of hook data defaults to the recipe's held-out set of that kind."""
     d = recipe.data
@@ -170,7 +166,4 @@ def _default_data(recipe: Recipe) -> dict[str, str | None]:
     return {"rankings": held["rankings"], "prompts": held["prompts"] or held["rankings"] or held["sft"],
             "text": None, "compliance": None}
 
-
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -118,29 +118,12 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
     return out  # type: ignore[return-value]
 
 
-@torch.no_grad()
 def token_nll(model: Any, rows: Sequence[list[int]], pad_token_id: int, batch_size: int = 8) -> tuple[float, int]:
     """Summed negative log-likelihood of every next token of every row, and how many tokens that is
-    (perplexity = exp(sum / count)); log-softmax one row at a time, as in `completion_logprobs`."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    with eval_mode(model):
-        for start in range(0, len(order), batch_size):
-            idx = [i for i in order[start:start + batch_size] if len(rows[i]) > 1]
-            if not idx:
-                continue
-            seqs = [torch.tensor(rows[i]) for i in idx]
-            ids = pad(seqs, padding_value=pad_token_id, padding_side="right").to(device)
-            mask = pad([torch.ones_like(r) for r in seqs], padding_value=0, padding_side="right").to(device)
-            hidden = _last_hidden(model, ids, mask)
-            head = model.get_output_embeddings()
-            for b, i in enumerate(idx):
-                n = len(rows[i])
-                logp = torch.log_softmax(head(hidden[b, :n - 1]).float(), -1)
-                total -= float(logp.gather(-1, ids[b, 1:n, None]).sum())
-                count += n - 1
-    return total, count
+    (perplexity = exp(sum / count)): `completion_logprobs` with the first token as the prompt."""
+    rows = [r for r in rows if len(r) > 1]
+    lps = completion_logprobs(model, [Completion(r[:1], r[1:], "", True) for r in rows], pad_token_id, batch_size)
+    return -float(sum(lp.sum() for lp in lps)), sum(len(r) - 1 for r in rows)
 
 
 def _last_hidden(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -164,6 +147,17 @@ def score(model: Any, rows: Sequence[list[int]], pad_token_id: int, batch_size: 
             rewards = model(input_ids=batch, attention_mask=mask, use_cache=False).logits.squeeze(-1).float()
             for i, r in zip(idx, rewards.tolist()):
                 out[i] = r
+    return out
+
+
+def score_rankings(model: Any, rows: Sequence[dict], batch_size: int, pad_token_id: int) -> list[list[float]]:
+    """A reward model's score of every response of every tokenized ranking (`rankings.tokenize_rankings`),
+    grouped back per prompt; all responses are batched together by length."""
+    flat = score(model, [ids for row in rows for ids in row["input_ids"]], pad_token_id, batch_size)
+    out, i = [], 0
+    for row in rows:
+        out.append(flat[i:i + len(row["input_ids"])])
+        i += len(row["input_ids"])
     return out
 
 

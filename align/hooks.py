@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +34,8 @@ from align.generation import (
     completion_logprobs,
     generate,
     prompt_ids,
-    score,
     score_completions,
+    score_rankings,
     token_nll,
 )
 from align.schema import EvalSpec, GenerationSpec, ModelSpec
@@ -132,12 +131,7 @@ def _rm_accuracy(models: _Models, ctx: HookContext) -> tuple[dict[str, float], N
 
     rankings = read_rankings(ctx.data)[: ctx.spec.max_examples]
     rows, _ = tokenize_rankings(rankings, models.tok, 512)
-    flat = score(models.get(ctx.row.artifact, "reward"), [ids for r in rows for ids in r["input_ids"]],
-                 models.tok.pad_token_id)
-    scores, i = [], 0
-    for r in rankings:
-        scores.append(flat[i:i + len(r.responses)])
-        i += len(r.responses)
+    scores = score_rankings(models.get(ctx.row.artifact, "reward"), rows, 16, models.tok.pad_token_id)
     m = ranking_metrics(scores, [r.ranking for r in rankings])
     return {"rm_accuracy": m["pairwise_accuracy"], "rm_top1": m["top1_agreement"], "rm_ece": m["ece"]}, None
 
@@ -185,16 +179,10 @@ def _balanced(records: list[dict], n: int | None) -> list[dict]:
 
 
 def _prompts(ctx: HookContext) -> list[list[dict]]:
-    from align.data import parse_prompt, read_records
+    from align.data import distinct, parse_prompt, read_records
 
-    seen, out = set(), []
-    for src, line, rec in read_records(ctx.data):
-        messages = parse_prompt(src, line, rec)["prompt"]
-        key = json.dumps(messages)
-        if key not in seen:  # rankings repeat a prompt once per response pair
-            seen.add(key)
-            out.append(messages)
-    return out[: ctx.spec.max_examples or 32]
+    prompts = distinct(parse_prompt(src, line, rec)["prompt"] for src, line, rec in read_records(ctx.data))
+    return prompts[: ctx.spec.max_examples or 32]
 
 
 def _win_rate(models: _Models, ctx: HookContext) -> tuple[dict[str, float], None]:

@@ -149,7 +149,7 @@ def _evaluate(evals: RunEvaluations, step: Step, metrics: dict[str, Any], manife
         evals.after(step.stage, step.fingerprint, metrics)
     except GateFailed as e:
         manifest.update(step.stage.name, status="failed_gate", gate=e.failed)
-        _report(evals, Path(evals.run_dir), tracker)
+        _report(evals, evals.run_dir, tracker)
         raise
 
 
@@ -157,7 +157,7 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
     """evals.json, report.md and report.html in the run folder; the evaluation table to the tracker too."""
     from align.report import summary_rows, write_report
 
-    if evals.write() is None and not any(finished(run_dir / name) for name in evals.stage_names()):
+    if evals.write() is None and not any(finished(run_dir / s.name) for s in evals.recipe.stages):
         return
     md, html = write_report(run_dir)
     rows = summary_rows(run_dir)

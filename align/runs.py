@@ -83,13 +83,13 @@ def stage_inputs(recipe: Recipe, stage: StageBase, upstream: str | None,
     settings = dataclasses.asdict(stage)
     settings.pop("gate")  # a gate judges the result, it does not change it: editing one retrains nothing
     config = {"stage": settings, "seed": recipe.seed}
-    out = {"config": _hash(config), "model": _hash(dataclasses.asdict(recipe.model)), "data": files,
+    out = {"config": content_hash(config), "model": content_hash(dataclasses.asdict(recipe.model)), "data": files,
            "upstream": upstream}
     return out | ({"reward": reward} if reward else {})
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:
-    return _hash(inputs)
+    return content_hash(inputs)
 
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -115,9 +115,14 @@ class Manifest:
     def update(self, stage: str, **fields: Any) -> None:
         self.data["stages"].setdefault(stage, {}).update(fields)
         self.data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        tmp = self.path.with_name(f".manifest.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as JSON atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def package_versions() -> dict[str, str]:
@@ -143,7 +148,8 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: r.get("updated_at", ""), reverse=True)
 
 
-def _hash(obj: Any) -> str:
+def content_hash(obj: Any) -> str:
+    """A short, stable hash of a JSON-able value (dict keys sorted)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

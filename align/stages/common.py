@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from align.distributed import failure_callbacks
+from align.distributed import failure_callbacks, is_main
 from align.errors import AlignError
 from align.recipe import data_kind, reward_stage
 from align.schema import DataSpec, Recipe, StageBase
@@ -46,6 +47,12 @@ class StageContext:
         names, else the last rm stage before it in the recipe; None when the recipe has none."""
         name = reward_stage(self.recipe, self.stage)
         return self.out.parent / name if name else None
+
+    def samples(self, table: list[dict[str, Any]]) -> None:
+        """A stage's sample generations: `samples.jsonl` in its artifact (the report reads it) and the tracker."""
+        if is_main():
+            (self.out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in table))
+        self.tracker.table("samples", table)
 
     @property
     def seed(self) -> int:

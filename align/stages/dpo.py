@@ -19,7 +19,6 @@ and both mean rewards; a table of sample generations goes to samples.jsonl and t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -27,8 +26,8 @@ from typing import Any
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from align.data import load_split, mix_in
-from align.distributed import gathered_state_dict, is_main
+from align.data import distinct, load_split, mix_in
+from align.distributed import gathered_state_dict
 from align.errors import AlignError
 from align.hooks import compare_policies
 from align.models import load_artifact, load_model, save_model
@@ -77,7 +76,7 @@ def run(ctx: StageContext) -> dict:
                     "reward_margin_after": scores["eval_rewards/margins"]}
     save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, gathered_state_dict(trainer))
     if evals:  # on every rank: under FSDP / ZeRO-3 each forward pass needs them all
-        metrics |= _generation_metrics(ctx, trainer.model, tok, _distinct_prompts(evals), ref)
+        metrics |= _generation_metrics(ctx, trainer.model, tok, distinct(r.prompt for r in evals), ref)
     return metrics
 
 
@@ -114,18 +113,6 @@ def _loss_args(loss: str, label_smoothing: float) -> dict[str, Any]:
     return {"loss_type": [loss], "label_smoothing": label_smoothing}
 
 
-def _distinct_prompts(rankings: list[Ranking]) -> list[list[dict]]:
-    """Each prompt once (several rankings, or pairwise records, may share one)."""
-    seen: set[str] = set()
-    out = []
-    for r in rankings:
-        key = json.dumps(r.prompt)
-        if key not in seen:
-            seen.add(key)
-            out.append(r.prompt)
-    return out
-
-
 def _generation_metrics(ctx: StageContext, policy: Any, tok: Any, prompts: list[list[dict]], ref: Any) -> dict:
     """Win rate, KL and samples on held-out prompts (`compare_policies`), judged by the recipe's RM if any."""
     stage, spec = ctx.stage, ctx.recipe.model
@@ -139,7 +126,5 @@ def _generation_metrics(ctx: StageContext, policy: Any, tok: Any, prompts: list[
     metrics, table = compare_policies(policy, tok, prompts, stage.generation, reference=ref, judge=judge,
                                       judge_max_length=stage.max_length)
     metrics["generation_eval_seconds"] = time.perf_counter() - start
-    if is_main():
-        (ctx.out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in table))
-    ctx.tracker.table("samples", table)
+    ctx.samples(table)
     return metrics

@@ -35,7 +35,6 @@ KL; a value head sharing the policy's weights.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -91,7 +90,7 @@ def run(ctx: StageContext) -> dict:
         metrics |= found
         metrics |= {"reward_before": found["reward_start"], "reward_after": found["reward"],
                     "win_rate_after": found["win_rate"], "kl_after": found["kl"]}
-        (ctx.out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in table))
+        ctx.samples(table)
     else:
         log.warning("%s: no held-out prompts (set data.prompts.eval or eval_fraction): no evaluation", stage.name)
     save_model(policy, tok, ctx.out, spec, "causal_lm", ctx.init)

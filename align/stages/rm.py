@@ -35,7 +35,7 @@ from trl.trainer.utils import pad
 from align.data import load_split
 from align.distributed import gathered_state_dict
 from align.evaluation import ranking_metrics
-from align.generation import score
+from align.generation import score_rankings
 from align.models import load_model, save_model
 from align.rankings import Ranking, expand_pairs, parse_ranking, tokenize_rankings
 from align.stages.common import StageContext, trainer_args
@@ -170,9 +170,5 @@ class RankingRewardTrainer(RewardTrainer):
 def evaluate_rm(model: Any, rows: list[dict], rankings: list[Ranking], pad_token_id: int, batch_size: int,
                 suffix: str = "") -> dict[str, float]:
     """`align.evaluation.ranking_metrics` of the model's scores on tokenized held-out rankings."""
-    flat = score(model, [ids for row in rows for ids in row["input_ids"]], pad_token_id, batch_size)
-    scores, i = [], 0
-    for r in rankings:
-        scores.append(flat[i:i + len(r.responses)])
-        i += len(r.responses)
+    scores = score_rankings(model, rows, batch_size, pad_token_id)
     return {k + suffix: v for k, v in ranking_metrics(scores, [r.ranking for r in rankings]).items()}
