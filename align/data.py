@@ -2,6 +2,7 @@
 
 Every problem names the file, the line and the field. SFT records become chat `messages`
 (`prompt`/`completion` records are converted), and `tokenize_chat` masks everything but assistant turns.
+Raw text for continued pretraining is `{"text": ...}` records, or .txt files read one paragraph per record.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ def read_records(ref: str, split: str = "train") -> Iterator[tuple[str, int, Rec
     if path.is_file():
         yield from _read_file(path)
     elif path.is_dir():
-        files = sorted(path.glob("*.jsonl"))
+        files = sorted(path.glob("*.jsonl")) or sorted(path.glob("*.txt"))  # a folder of plain-text documents
         if files:
             for f in files:
                 yield from _read_file(f)
         else:
             yield from _read_dataset(ref, split, from_disk=True)
-    elif ref.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv"}:
+    elif ref.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv", ".txt"}:
         raise AlignError(f"data file {ref} does not exist")
     else:
         yield from _read_dataset(ref, split, from_disk=False)
@@ -51,10 +52,13 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
         raise AlignError(f"{path} line {line}: not UTF-8 text (byte {e.start})",
                          hint="re-encode the file as UTF-8") from None
     if not text.strip():
-        raise AlignError(f"{path}: the file is empty", hint="write one JSON record per line, or point the recipe "
-                         "at the right file")
+        what = "paragraphs separated by blank lines" if path.suffix == ".txt" else "one JSON record per line"
+        raise AlignError(f"{path}: the file is empty", hint=f"write {what}, or point the recipe at the right file")
     if path.suffix == ".csv":
         yield from _read_csv(path, text)
+        return
+    if path.suffix == ".txt":
+        yield from _read_paragraphs(path, text)
         return
     if path.suffix == ".json":
         try:
@@ -86,6 +90,18 @@ def _read_csv(path: Path, text: str) -> Iterator[tuple[str, int, Record]]:
             raise AlignError(f"{path} line {reader.line_num}: more values than the {len(reader.fieldnames)} "
                              "header columns", hint="quote values that contain commas")
         yield str(path), reader.line_num, {k: v for k, v in rec.items() if v is not None}
+
+
+def _read_paragraphs(path: Path, text: str) -> Iterator[tuple[str, int, Record]]:
+    """A plain-text file: each blank-line-separated paragraph is one {"text": ...} record, at its first line."""
+    start, lines = 0, []
+    for n, line in enumerate([*text.splitlines(), ""], start=1):
+        if line.strip():
+            start = start or n
+            lines.append(line)
+        elif lines:
+            yield str(path), start, {"text": "\n".join(lines).strip()}
+            start, lines = 0, []
 
 
 def _object(rec: Any, path: Path, line: int) -> Record:
@@ -174,6 +190,23 @@ def distinct(prompts: Iterable[list[dict]]) -> list[list[dict]]:
             seen.add(key)
             out.append(messages)
     return out
+
+
+# ---- raw text (pretrain) ---------------------------------------------------------------------------
+
+def parse_text(src: str, line: int, rec: Record) -> Record:
+    """A raw-text record -> {"text": ...}: one document of a continued-pretraining corpus."""
+    where = f"{src} line {line}"
+    text = rec.get("text")
+    if not isinstance(text, str):
+        found = f"'text' is {type(text).__name__}" if "text" in rec else f"found fields: {', '.join(rec) or 'none'}"
+        hint = "chat data belongs to sft stages; " if "messages" in rec or "prompt" in rec else ""
+        raise AlignError(f"{where}, field 'text': a text record needs a 'text' string ({found})",
+                         hint=hint + 'write {"text": "..."} per line, or use a .txt file of blank-line-separated '
+                                     "paragraphs")
+    if not text.strip():
+        raise AlignError(f"{where}, field 'text': empty text", hint="remove the line or fill it in")
+    return {"text": text}
 
 
 # ---- SFT ------------------------------------------------------------------------------------------

@@ -22,7 +22,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 ERROR_DIR_ENV = "ALIGN_ERROR_DIR"  # set by align.launch: where each failing rank leaves its error
@@ -82,6 +85,51 @@ def on_main(fn: Callable[..., T], *args: Any) -> T:
 
         raise AlignError(f"rank 0 failed: {box[1].splitlines()[0]}")
     return box[0]
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """`t` summed over ranks (`t` itself in one process): the global sums behind PPO's whitening and statistics."""
+    if world_size() == 1:
+        return t
+    import torch.distributed as dist
+
+    _state()
+    out = t.detach().clone()
+    dist.all_reduce(out)
+    return out
+
+
+def gather(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's `t` (the same shape on each) concatenated along dim 0 in rank order; `t` in one process."""
+    if world_size() == 1:
+        return t
+    import torch
+    import torch.distributed as dist
+
+    _state()
+    parts = [torch.empty_like(t) for _ in range(world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """DDP's gradient averaging, for the models align trains outside a Trainer (PPO): one all-reduce of all
+    gradients flattened together, so every rank takes the same optimizer step."""
+    if world_size() == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    _state()
+    for p in params:
+        if p.grad is None:  # every rank must contribute the same shapes
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params]) / world_size()
+    dist.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
 
 
 def gathered_state_dict(trainer: Any) -> dict[str, Any] | None:

@@ -42,16 +42,19 @@ _NOTES = {
     "ModelSpec": "`model:` the model every stage starts from (stages with `init: base`), and how it is trained.",
     "LoraSpec": "`model.lora:` the adapter settings when `model.adapter` is `lora` or `qlora`.",
     "DataSection": "`data:` one dataset per kind of stage; a stage reads the section of its kind unless it sets "
-                   "its own `data`. sft stages read `sft`, rm and dpo stages `rankings`, ppo stages `prompts`. "
+                   "its own `data`. pretrain stages read `text`, sft stages `sft`, rm and dpo stages `rankings`, "
+                   "ppo, rloo and grpo stages `prompts`. "
                    "See [data formats](data.md).",
-    "DataSpec": "One dataset: `data.sft`, `data.rankings`, `data.prompts`, or a stage's own `data`. A reference "
-                "is local when it starts with `.`, `/` or `~`, ends in .jsonl/.json/.csv/.parquet, or exists; "
+    "DataSpec": "One dataset: `data.text`, `data.sft`, `data.rankings`, `data.prompts`, or a stage's own `data`. "
+                "A reference is local when it starts with `.`, `/` or `~`, ends in .jsonl/.json/.csv/.parquet/.txt, "
+                "or exists; "
                 "otherwise it is a hub dataset id, read with `datasets.load_dataset` when the stage runs "
                 "(`align validate` does not download it).",
     "TrackingSpec": "`tracking:` where metrics go. `tracking: none` is short for `tracking: {backend: none}`.",
     "EvalSpec": "One entry of `evals:`, an evaluation hook run on the base model (the baseline row) and after "
                 "every stage. See [concepts](concepts.md#evaluation-hooks-and-gates).",
-    "GenerationSpec": "`generation:` sampling settings, in dpo and ppo stages and in generation-based hooks.",
+    "GenerationSpec": "`generation:` sampling settings, in dpo, ppo, rloo and grpo stages and in generation-based "
+                      "hooks.",
     "MixSpec": "`mix:` general-domain data mixed into a stage's training set (sft and dpo), a guard against "
                "forgetting.",
     "StageBase": "Keys every stage has, whatever its kind. A kind's own class below may change a default.",
@@ -123,8 +126,10 @@ def _section(cls: type, title: str | None = None, only: set[str] | None = None, 
 
 
 def _own_fields(cls: type) -> set[str]:
-    """The fields a stage class declares itself (new ones, or StageBase's with another default)."""
-    return set(inspect.get_annotations(cls))
+    """The fields a stage class declares itself or takes from a base between it and StageBase (e.g.
+    OnPolicyStage): new ones, or StageBase's with another default."""
+    bases = [c for c in cls.__mro__ if issubclass(c, schema.StageBase) and c is not schema.StageBase]
+    return {name for c in bases for name in inspect.get_annotations(c)}
 
 
 def config_classes() -> list[type]:
@@ -203,10 +208,15 @@ def render_reference() -> str:
 
 
 _KIND_NOTES = {
+    "pretrain": "Continued pretraining: next-token loss on every token of raw text (`data.text`).",
     "sft": "Supervised fine-tuning on chat data (`data.sft`).",
     "rm": "A 1-output reward model trained on rankings (`data.rankings`).",
     "dpo": "Direct preference optimization on rankings or pairs (`data.rankings`).",
     "ppo": "PPO against an rm stage's scores, sampling answers to `data.prompts`.",
+    "rloo": "RLOO (TRL's RLOOTrainer) against an rm stage's scores: `num_generations` answers per prompt in "
+            "`data.prompts`, each against the mean of the others; no critic.",
+    "grpo": "GRPO (TRL's GRPOTrainer) against an rm stage's scores: `num_generations` answers per prompt in "
+            "`data.prompts`, each against its group's mean and std; no critic.",
 }
 
 _FOOTER = """\

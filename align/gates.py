@@ -129,9 +129,11 @@ class RunEvaluations:
         judge = self._judge()
         key = _row_key(self.recipe.evals, fingerprint, judge)
         result = evaluate_cached(self.recipe.evals, row, self.recipe.model, self.run_dir, key, judge, self.defaults)
-        base = self.rows[0]["metrics"].get("perplexity") if self.rows and self.rows[0]["row"] == "baseline" else None
-        if base and "perplexity" in result["metrics"] and row.name != "baseline":
-            result["metrics"]["perplexity_increase"] = result["metrics"]["perplexity"] / base - 1
+        base = self.rows[0]["metrics"] if self.rows and self.rows[0]["row"] == "baseline" else {}
+        ppl = [k for k in result["metrics"] if k.split("_")[0] == "perplexity" and not k.endswith("_increase")]
+        for key in ppl if row.name != "baseline" else []:  # perplexity, and perplexity_<name> of a named hook
+            if base.get(key):
+                result["metrics"][f"{key}_increase"] = result["metrics"][key] / base[key] - 1
         self.rows.append(result)
         return result
 
@@ -162,8 +164,9 @@ def _row_key(hooks: Sequence[EvalSpec], fingerprint: str, judge: Path | None) ->
 def _default_data(recipe: Recipe) -> dict[str, str | None]:
     """Each kind of hook data defaults to the recipe's held-out set of that kind."""
     d = recipe.data
-    held = {k: getattr(getattr(d, k), "eval", None) if getattr(d, k) else None for k in ("sft", "rankings", "prompts")}
+    held = {k: getattr(getattr(d, k), "eval", None) if getattr(d, k) else None
+            for k in ("sft", "rankings", "prompts", "text")}
     return {"rankings": held["rankings"], "prompts": held["prompts"] or held["rankings"] or held["sft"],
-            "text": None, "compliance": None}
+            "text": held["text"], "compliance": None}
 
 

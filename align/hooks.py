@@ -98,7 +98,7 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
             if not isinstance(result, dict):
                 raise AlignError(f"hook {spec.hook} returned {type(result).__name__}; a hook returns a dict of "
                                  "metric name -> number")
-            out["metrics"] |= result
+            out["metrics"] |= _named(result, spec)
             continue
         if (row.head == "reward") != (spec.hook == "rm_accuracy"):
             continue  # rm_accuracy measures reward models, every other built-in measures policies
@@ -106,10 +106,15 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
             raise AlignError(f"evals: hook {spec.hook} has no data", hint=f"set its data (a {_DATA_KIND[spec.hook]} "
                              "file) or the recipe's held-out data of that kind")
         metrics, extra = BUILTINS[spec.hook](models, ctx)
-        out["metrics"] |= metrics
+        out["metrics"] |= _named(metrics, spec)
         if extra is not None:
             out["compliance" if spec.hook == "compliance" else "samples"] = extra
     return out
+
+
+def _named(metrics: dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
+    """The hook's metrics with its `name` as a suffix, so one hook on two data sets keeps both numbers."""
+    return {f"{k}_{spec.name}": v for k, v in metrics.items()} if spec.name else metrics
 
 
 _DATA_KIND = {"rm_accuracy": "rankings", "perplexity": "text", "compliance": "compliance", "win_rate": "prompts",

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from align.errors import AlignError
-from align.schema import EVAL_HOOKS, STAGE_KINDS, ModelSpec, Recipe, StageBase
+from align.schema import EVAL_HOOKS, STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -261,9 +261,12 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         if rm is not None and rm not in earlier:
             v.error(f"{p}.reward_model", f"'{rm}' is not an earlier rm stage; use one of: "
                     f"{', '.join(earlier) or '(none: add an rm stage before this one)'}")
+        if isinstance(stage, OnPolicyStage):
+            _check_on_policy(stage, p, rm is None and not earlier, v)
         data = stage.data or getattr(recipe.data, data_kind(stage.kind))
         if data is None:
-            v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data")
+            v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data" +
+                    _DATA_HINTS.get(data_kind(stage.kind), ""))
         else:
             _check_data(data, f"{p}.data" if stage.data else f"data.{data_kind(stage.kind)}", v)
         mix = getattr(stage, "mix", None)
@@ -276,6 +279,25 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
                 v.error(f"{p}.gate[{j}]", str(e))
         seen.append(stage.name)
     _check_evals(recipe, v)
+
+
+def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: _Validator) -> None:
+    """ppo, rloo and grpo learn from an earlier rm stage's scores, and split each rollout batch into whole
+    minibatches (rloo and grpo: into whole groups of num_generations answers to one prompt)."""
+    if no_reward:
+        v.error(p, f"a {stage.kind} stage learns from a reward model's scores, and no rm stage comes before it; "
+                   "add one (see recipes/quickstart-ppo.yaml)")
+    minibatch = stage.batch_size * stage.grad_accum
+    if minibatch > 0 and stage.rollout_batch_size % minibatch:
+        v.error(f"{p}.rollout_batch_size", f"{stage.rollout_batch_size} is not a multiple of batch_size * "
+                                           f"grad_accum = {minibatch}")
+    if isinstance(stage, GroupStage):
+        if stage.num_generations < 2:
+            v.error(f"{p}.num_generations", f"must be >= 2 (each answer is compared with the others of its "
+                                            f"group), got {stage.num_generations}")
+        elif stage.rollout_batch_size % stage.num_generations:
+            v.error(f"{p}.rollout_batch_size", f"{stage.rollout_batch_size} is not a multiple of num_generations = "
+                                               f"{stage.num_generations} (a step samples whole groups)")
 
 
 _GATE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
@@ -307,6 +329,12 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
                     f"'{e.reward_model}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
         if e.data and _looks_local(e.data) and not Path(e.data).expanduser().exists():
             v.error(f"{p}.data", f"data file {e.data} does not exist")
+        if e.name is not None and not re.fullmatch(r"\w+", e.name):
+            v.error(f"{p}.name", f"'{e.name}' is not a metric-name suffix; use letters, digits and _")
+        same = [j for j, o in enumerate(recipe.evals[:i]) if o and (o.hook, o.name) == (e.hook, e.name)]
+        if same:  # the later hook's metrics would silently replace the earlier one's in every row
+            v.error(f"{p}.name", f"evals[{same[0]}] is also hook {e.hook}" + (f" named '{e.name}'" if e.name else "") +
+                    "; give each a distinct name (e.g. name: domain), which suffixes its metric names")
 
 
 def reward_stage(recipe: Recipe, stage: StageBase) -> str | None:
@@ -323,7 +351,11 @@ def reward_stage(recipe: Recipe, stage: StageBase) -> str | None:
 
 def data_kind(stage_kind: str) -> str:
     """Which section of the recipe's `data` a stage kind reads."""
-    return {"sft": "sft", "rm": "rankings", "dpo": "rankings"}.get(stage_kind, "prompts")
+    return {"pretrain": "text", "sft": "sft", "rm": "rankings", "dpo": "rankings"}.get(stage_kind, "prompts")
+
+
+_DATA_HINTS = {"text": " (raw text to continue pretraining on: data.text: {train: corpus.jsonl with {\"text\": ...} "
+                       "records or a .txt file of blank-line-separated paragraphs, eval: held-out text})"}
 
 
 def _check_data(data: Any, path: str, v: _Validator) -> None:
@@ -337,5 +369,5 @@ def _check_data(data: Any, path: str, v: _Validator) -> None:
 
 def _looks_local(ref: str) -> bool:
     """A path with a file suffix or a leading ./ or / is local; 'org/name' is a hub dataset id."""
-    return ref.startswith((".", "/", "~")) or Path(ref).suffix in {".jsonl", ".json", ".csv", ".parquet"} \
+    return ref.startswith((".", "/", "~")) or Path(ref).suffix in {".jsonl", ".json", ".csv", ".parquet", ".txt"} \
         or Path(ref).exists()

@@ -2,6 +2,8 @@
 
 Shapes: one row per rollout, one column per completion token, `mask` 1 on real completion tokens (the
 EOS included) and 0 on the padding after them. Every mean is over real tokens only (`masked_mean`).
+Under data parallelism each rank holds a share of the rows; `total` (a sum over ranks) makes means,
+variances and whitening global, as if one process held the whole batch.
 
     kl_rewards     per-token reward: -kl_coef * (log pi - log pi_ref) at every token, plus the sequence's
                    score at its last token (Ziegler et al. 2019; Stiennon et al. 2020)
@@ -15,31 +17,39 @@ EOS included) and 0 on the padding after them. Every mean is over real tokens on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
+Sum = Callable[[torch.Tensor], torch.Tensor]  # a tensor summed over data-parallel ranks
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None, total: Sum = _local) -> torch.Tensor:
     """Mean of `x` over the positions where `mask` is 1 (all of them, or along `dim`)."""
     if dim is None:
-        return (x * mask).sum() / mask.sum().clamp(min=1)
+        return total((x * mask).sum()) / total(mask.sum()).clamp(min=1)
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
-def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True, total: Sum = _local) -> torch.Tensor:
     """Variance of `x` over the masked positions (Bessel-corrected by default, as lm-human-preferences)."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    n = mask.sum()
+    mean = masked_mean(x, mask, total=total)
+    var = masked_mean((x - mean) ** 2, mask, total=total)
+    n = total(mask.sum())
     if unbiased and n > 1:
         var = var * n / (n - 1)
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+                  total: Sum = _local) -> torch.Tensor:
     """(x - mean) / std over the masked positions; `shift_mean=False` keeps the mean (reward whitening must
     not turn a good batch into a bad one: it only rescales). Padding positions come back as 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    mean, var = masked_mean(x, mask, total=total), masked_var(x, mask, total=total)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
@@ -115,12 +125,12 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, total: Sum = _local) -> float:
     """1 - Var(returns - values) / Var(returns) over real tokens: 1 = the critic predicts returns, <= 0 = useless."""
-    var = masked_var(returns, mask, unbiased=False)
+    var = masked_var(returns, mask, unbiased=False, total=total)
     if var <= 0:
         return float("nan")
-    return float(1.0 - masked_var(returns - values, mask, unbiased=False) / var)
+    return float(1.0 - masked_var(returns - values, mask, unbiased=False, total=total) / var)
 
 
 class KLController:

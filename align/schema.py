@@ -52,7 +52,8 @@ class ModelSpec:
 
 @dataclass
 class DataSpec:
-    train: str = _f(None, "Training data: a JSONL file, a local dataset folder, or a hub dataset id.")
+    train: str = _f(None, "Training data: a JSONL file (or .txt for data.text), a local dataset folder, or a hub "
+                          "dataset id.")
     eval: str | None = _f(None, "Held-out data, same forms as train.")
     eval_fraction: float = _f(0.0, "Hold out this fraction of train when no eval set is given.")
     split: str = _f("train", "Split to read from a hub dataset or dataset folder.")
@@ -63,7 +64,9 @@ class DataSpec:
 class DataSection:
     sft: DataSpec | None = _f(None, "Chat data for sft stages.")
     rankings: DataSpec | None = _f(None, "Ranked or pairwise preferences for rm and dpo stages.")
-    prompts: DataSpec | None = _f(None, "Prompts for on-policy stages (ppo).")
+    prompts: DataSpec | None = _f(None, "Prompts for on-policy stages (ppo, rloo, grpo).")
+    text: DataSpec | None = _f(None, "Raw text for pretrain stages: {\"text\": ...} records, or .txt files (each "
+                                     "blank-line-separated paragraph one document).")
 
 
 @dataclass
@@ -110,12 +113,14 @@ class EvalSpec:
                                                          "or the evaluated model asked as a judge.")
     generation: GenerationSpec = _f(None, "Sampling for generation-based hooks.", default_factory=GenerationSpec)
     args: dict = _f(None, "Keyword arguments passed to a user hook.", default_factory=dict)
+    name: str | None = _f(None, "Suffix for this hook's metric names, to run one hook on two data sets: perplexity "
+                                "with name 'domain' reports perplexity_domain (and perplexity_domain_increase).")
 
 
 @dataclass
 class StageBase:
     name: str = _f(None, "Stage name, unique in the recipe; its artifact folder and the key for overrides.")
-    kind: str = _f(None, "What the stage does: sft, rm, dpo or ppo.")
+    kind: str = _f(None, "What the stage does: pretrain, sft, rm, dpo, ppo, rloo or grpo.")
     init: str = _f("base", "Starting model: 'base' (the recipe's model) or the name of an earlier stage.")
     data: DataSpec | None = _f(None, "This stage's data; unset = the recipe's data section for its kind.")
     learning_rate: float = _f(2e-4, "Peak learning rate.")
@@ -135,6 +140,13 @@ class StageBase:
     seed: int | None = _f(None, "Seed for this stage; unset = the recipe's seed.")
     gate: list[str] = _f(None, "Conditions on this stage's metrics or eval hooks' metrics, e.g. 'over_refusal <= "
                                "0.2'; a failed one stops the pipeline after this stage.", default_factory=list)
+
+
+@dataclass
+class PretrainStage(StageBase):
+    packing: bool = _f(True, "Concatenate the documents (each ended by EOS) and cut the stream into max_length "
+                             "rows, as in pretraining (no padding; a row may start mid-document); false = one "
+                             "document per row, cut at max_length.")
 
 
 @dataclass
@@ -188,14 +200,28 @@ class DPOStage(StageBase):
 
 
 @dataclass
-class PPOStage(StageBase):
-    learning_rate: float = _f(1e-4, "Peak learning rate of the policy's LoRA and of the critic.")
-    lr_scheduler: str = _f("linear", "Scheduler over all PPO updates (linear: annealed to 0, as in Huang et al.).")
-    warmup_ratio: float = _f(0.0, "Fraction of PPO updates for linear warm-up.")
-    max_steps: int = _f(-1, "PPO steps (rollout batch + updates); -1 = `epochs` passes over the train prompts.")
-    batch_size: int = _f(4, "Rollouts per micro-batch in the PPO updates (and in the no-grad forward passes).")
-    grad_accum: int = _f(2, "Micro-batches per optimizer step: a PPO minibatch is batch_size * grad_accum rollouts.")
-    rollout_batch_size: int = _f(16, "Prompts sampled per PPO step; a multiple of batch_size * grad_accum.")
+class OnPolicyStage(StageBase):
+    """What ppo, rloo and grpo share: they sample their own answers to `data.prompts` and learn from an rm
+    stage's scores. A step is one rollout batch: sample, score, then update on it."""
+
+    learning_rate: float = _f(1e-4, "Peak learning rate of the policy's LoRA (ppo: and of the critic).")
+    lr_scheduler: str = _f("linear", "Scheduler over all updates (linear: annealed to 0, as in Huang et al.).")
+    warmup_ratio: float = _f(0.0, "Fraction of updates for linear warm-up.")
+    max_steps: int = _f(-1, "Steps (rollout batches, each sampled, scored, then trained on); -1 = `epochs` passes "
+                            "over the train prompts.")
+    batch_size: int = _f(4, "Completions per micro-batch in the updates (and in the no-grad forward passes).")
+    grad_accum: int = _f(2, "Micro-batches per optimizer step: a minibatch is batch_size * grad_accum completions.")
+    rollout_batch_size: int = _f(16, "Completions sampled per step, over all processes; a multiple of batch_size * "
+                                     "grad_accum * processes.")
+    generation: GenerationSpec = _f(None, "Sampling for the rollouts and the evaluation after training.",
+                                    default_factory=GenerationSpec)
+    reward_model: str | None = _f(None, "rm stage whose model gives the reward and judges the evaluation; unset = "
+                                        "the last rm stage before this one")
+    eval_prompts: int = _f(64, "Held-out prompts for reward, win rate, KL and samples after training; 0 = skip.")
+
+
+@dataclass
+class PPOStage(OnPolicyStage):
     ppo_epochs: int = _f(4, "Passes of PPO updates over each rollout batch.")
     generation: GenerationSpec = _f(None, "Sampling for the rollouts and the evaluation (top_p must be 1: "
                                           "log-probs are of the tempered full distribution).",
@@ -214,12 +240,44 @@ class PPOStage(StageBase):
     normalize_reward: bool = _f(True, "Scale and shift RM scores so the first rollout batch (the starting "
                                       "policy) has mean 0, std 1.")
     missing_eos_penalty: float = _f(1.0, "Subtract this from the score of a completion cut before EOS.")
-    reward_model: str | None = _f(None, "rm stage whose model gives the reward; unset = the last rm stage before "
-                                        "this one")
-    eval_prompts: int = _f(64, "Held-out prompts for reward, win rate, KL and samples after training; 0 = skip.")
 
 
-STAGE_KINDS: dict[str, type[StageBase]] = {"sft": SFTStage, "rm": RMStage, "dpo": DPOStage, "ppo": PPOStage}
+@dataclass
+class GroupStage(OnPolicyStage):
+    """rloo and grpo, over TRL's trainers: `num_generations` answers per prompt, each one's advantage taken
+    relative to the others of its group (no critic)."""
+
+    num_generations: int = _f(4, "Answers sampled per prompt (the group size k, >= 2): a step samples "
+                                 "rollout_batch_size / k prompts, k times each.")
+    num_iterations: int = _f(1, "Passes of updates over each rollout batch (TRL's mu; ppo's ppo_epochs).")
+    cliprange: float = _f(0.2, "Ratio clip (TRL's epsilon); it acts only when num_iterations > 1.")
+
+
+@dataclass
+class RLOOStage(GroupStage):
+    beta: float = _f(0.05, "KL penalty: each answer's reward is its score - beta * the sum over its tokens of "
+                           "log pi - log pi_ref (the reference: the adapters disabled); 0 = no reference pass.")
+    normalize_advantages: bool = _f(False, "Whiten the leave-one-out advantages over each rollout batch.")
+
+
+GRPO_LOSSES = ("grpo", "dapo", "dr_grpo", "bnpo")
+
+
+@dataclass
+class GRPOStage(GroupStage):
+    beta: float = _f(0.04, "Weight of the per-token KL to the reference (k3 estimator) in the loss, as in "
+                           "DeepSeekMath (TRL's default is 0); 0 = no reference pass.")
+    loss: Literal[GRPO_LOSSES] = _f(  # type: ignore[valid-type]
+        "dapo", "How token losses add up: grpo: mean per answer, then over answers (favours short good and long "
+        "bad answers); dapo (TRL's default): mean over every token of the minibatch; dr_grpo: sum divided by "
+        "batch * max_new_tokens; bnpo: mean over the tokens of each micro-batch.")
+    scale_rewards: Literal["group", "batch", "none"] = _f(
+        "group", "Divide each advantage (reward - its group's mean) by the std of its group's rewards, of the "
+                 "whole batch's, or not at all (Dr. GRPO).")
+
+
+STAGE_KINDS: dict[str, type[StageBase]] = {"pretrain": PretrainStage, "sft": SFTStage, "rm": RMStage,
+                                           "dpo": DPOStage, "ppo": PPOStage, "rloo": RLOOStage, "grpo": GRPOStage}
 """Stage kind -> its config class (and `align.stages.<kind>` runs it)."""
 
 

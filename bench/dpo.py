@@ -10,26 +10,24 @@ fresh subprocess, run one after another, so its peak RSS is its own:
   align precompute the same with `precompute_ref: true`
   TRL              `DPOTrainer(model, peft_config=LoraConfig(...), args=DPOConfig(...))` with TRL's defaults
                    for everything the comparison does not fix (bf16 autocast where supported, gradient
-                   checkpointing on, LoRA dropout 0.05)
+                   checkpointing on; PEFT's default LoRA dropout, 0)
 Reported: training tokens/s (TRL's own count of non-padding tokens, chosen + rejected), its ratio to
 TRL, peak RSS of the process, and held-out implicit-reward accuracy and margin (TRL's evaluate on the
-same held-out pairs). The stage's generation-based evaluation is skipped here: it is not training.
+same held-out pairs, in fp32 on both sides). The stage's generation-based evaluation is skipped here: it
+is not training.
+`perf` is the DPO pair of bench/perf.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-HH = SHARED / "hh-rlhf-harmless-base" / "test_first80.jsonl"
-MODEL = "smollm2-135m-instruct"
+from common import HH, MODEL, TRL_SCHEDULE, fp32_model, report, run_stage, spawn
 
 
 def split(a: argparse.Namespace, work: Path) -> tuple[Path, Path]:
@@ -46,27 +44,17 @@ def split(a: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def run_align(a: argparse.Namespace, work: Path, precompute: bool) -> dict:
+def run_align(a: argparse.Namespace, work: Path, precompute: bool, **fields) -> dict:
     import align.stages.dpo as dpo
-    from align.pipeline import run_pipeline
-    from align.recipe import load_recipe
 
     dpo._generation_metrics = lambda *args, **kw: {}  # training and pair accuracy only (see the docstring)
     train, evals = split(a, work)
-    recipe = work / "r.yaml"
-    recipe.write_text(f"""name: bench
-model: {{name: {MODEL}}}
-data: {{rankings: {{train: {train}, eval: {evals}}}}}
-tracking: none
-output_dir: {work / "run"}
-stages:
-  - {{name: dpo, kind: dpo, learning_rate: {a.lr}, max_steps: {a.steps}, batch_size: {a.batch},
-      max_length: {a.max_length}, eval_batch_size: 8, logging_steps: 5, precompute_ref: {str(precompute).lower()},
-      eval_prompts: {a.eval}, save_steps: 0}}
-""")
-    m = run_pipeline(load_recipe(recipe))["dpo"]
+    m = run_stage(work, "bench", {"rankings": {"train": str(train), "eval": str(evals)}},
+                  {"kind": "dpo", "learning_rate": a.lr, "max_steps": a.steps, "batch_size": a.batch,
+                   "max_length": a.max_length, "eval_batch_size": 8, "logging_steps": 1,
+                   "precompute_ref": precompute, "eval_prompts": a.eval, "save_steps": 0, **fields})
     return {"tokens_per_second": m["train_tokens_per_second"], "accuracy": m["reward_accuracy_after"],
-            "margin": m["reward_margin_after"], "train_seconds": m["train_seconds"]}
+            "margin": m["reward_margin_after"], "train_seconds": m["train_seconds"], "tokens": m["train_tokens"]}
 
 
 def run_trl(a: argparse.Namespace, work: Path) -> dict:
@@ -94,17 +82,22 @@ def run_trl(a: argparse.Namespace, work: Path) -> dict:
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    fp32_model(trainer)  # evaluated in fp32, as align's model is
     scores = trainer.evaluate()
-    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h][-1]
+    tokens = trainer._total_train_tokens  # TRL's count: chosen + rejected, no padding (what it logs as num_tokens)
     return {"tokens_per_second": tokens / seconds, "accuracy": scores["eval_rewards/accuracies"],
-            "margin": scores["eval_rewards/margins"], "train_seconds": seconds}
+            "margin": scores["eval_rewards/margins"], "train_seconds": seconds, "tokens": tokens}
 
 
-def one(kind: str, a: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = run_trl(a, Path(tmp)) if kind == "trl" else run_align(a, Path(tmp), kind == "align-precompute")
-    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("RESULT " + json.dumps(out), flush=True)
+def run(kind: str, a: argparse.Namespace, work: Path, **fields) -> dict:
+    return run_trl(a, work) if kind == "trl" else run_align(a, work, kind == "align-precompute", **fields)
+
+
+def perf(side: str, a: argparse.Namespace, work: Path) -> dict:
+    """bench/perf.py's DPO pair: side "align", "align-precompute" or "peer" (the plain TRL script)."""
+    m = run("trl" if side == "peer" else side, a, work, **TRL_SCHEDULE)
+    return {"tokens": m["tokens"], "train_seconds": m["train_seconds"], "metric": "heldout_reward_accuracy",
+            "value": m["accuracy"], "detail": f"margin {m['margin']:.3f}"}
 
 
 def main() -> None:
@@ -118,15 +111,14 @@ def main() -> None:
     p.add_argument("--one", choices=["align", "align-precompute", "trl"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        return one(a.one, a)
+        with tempfile.TemporaryDirectory() as tmp:
+            return report(run(a.one, a, Path(tmp)))
     results = {}
     for kind in ("align", "trl", "align-precompute"):
-        cmd = [sys.executable, __file__, "--one", kind] + sys.argv[1:]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{kind} failed:\n{done.stderr[-3000:]}")
-        results[kind] = json.loads(line[7:])
+        try:
+            results[kind] = spawn([__file__, "--one", kind] + sys.argv[1:])
+        except RuntimeError as e:
+            sys.exit(f"{kind} failed: {e}")
     trl = results["trl"]["tokens_per_second"]
     print(f"hh-rlhf harmless-base: {a.train} train pairs, {a.eval} held-out pairs, {a.steps} steps x {a.batch} pairs, "
           f"max_length {a.max_length}, lr {a.lr}, LoRA r16\n")

@@ -11,6 +11,7 @@ start (`align.hooks.compare_policies`, identical for both), and tokens/s of roll
 rest of each step (scoring forwards + updates), split by timing the generation calls.
 Differences that remain (each trainer as shipped): align normalises RM scores on the first rollout batch
 and trains a LoRA critic; TRL uses raw scores and trains the whole critic.
+`perf` is the PPO pair of bench/perf.py (one trainer per process there).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ def run_align(recipe, stage, run_dir: Path, train: list, steps: int) -> tuple[ob
     value = ppo.value_model(spec, run_dir / "rm")
     rm = load_artifact(run_dir / "rm", spec)
     trainer = ppo.PPOTrainer(policy, value, tok, stage, len(train), recipe.seed)
+    start = time.perf_counter()
     summary = trainer.train(train, ppo.rm_reward(rm, tok, stage.max_length, stage.eval_batch_size))
-    return policy, {"gen_seconds": summary["gen_seconds"], "train_seconds": summary["train_seconds"],
+    total = time.perf_counter() - start  # the rest of a step, as for TRL below: scoring (RM included) + updates
+    return policy, {"gen_seconds": summary["gen_seconds"], "train_seconds": total - summary["gen_seconds"],
                     "tokens": summary["rollout_tokens"]}
 
 
@@ -88,6 +91,35 @@ def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path) ->
     return trainer.model.policy, timing | {"train_seconds": total - timing["gen_seconds"]}
 
 
+def measure(name: str, a: argparse.Namespace, out: Path) -> tuple[dict, dict, object]:
+    """Train with one trainer ("align" or "trl") from the recipe's SFT and RM artifacts, then evaluate on
+    the held-out prompts: (compare_policies metrics, timing, the recipe's ppo stage)."""
+    recipe = load_recipe(a.recipe, [f"stages.ppo.max_steps={a.steps}"])
+    stage, run_dir = recipe.stage("ppo"), Path(recipe.run_dir)
+    train, evals = load_split(recipe.data.prompts, parse_prompt, recipe.seed)
+    train, evals = [r["prompt"] for r in train], [r["prompt"] for r in evals[:a.eval]]
+    torch.manual_seed(recipe.seed)
+    if name == "align":
+        policy, t = run_align(recipe, stage, run_dir, train, a.steps)
+    else:
+        policy, t = run_trl(recipe, stage, run_dir, train, a.steps, out)
+    rm, tok = load_artifact(run_dir / "rm", recipe.model), load_tokenizer(recipe.model)
+    m, _ = compare_policies(policy, tok, evals, stage.generation, judge=rm, judge_max_length=stage.max_length)
+    return m | {"heldout_prompts": len(evals)}, t, stage
+
+
+def perf(side: str, a: argparse.Namespace, work: Path) -> dict:
+    """bench/perf.py's PPO pair: align's ppo stage ("align") or TRL 1.12's PPOTrainer ("peer", which needs
+    trl 1.12 first on PYTHONPATH). Tokens: generated completion tokens up to and including the first EOS;
+    seconds: the whole PPO steps (generation, scoring and updates)."""
+    m, t, stage = measure("align" if side == "align" else "trl", a, work / "trl")
+    return {"tokens": t["tokens"], "train_seconds": t["gen_seconds"] + t["train_seconds"],
+            "metric": "heldout_reward_gain", "value": m["reward"] - m["reward_start"],
+            "detail": f"reward {m['reward_start']:.3f} -> {m['reward']:.3f}, win rate {m['win_rate']:.3f}, "
+                      f"KL {m['kl']:.2f}, rollout tok/s {t['tokens'] / t['gen_seconds']:.1f}",
+            "ppo_epochs": stage.ppo_epochs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart-ppo.yaml")
@@ -95,23 +127,13 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=35, help="held-out prompts")
     parser.add_argument("--only", choices=["align", "trl"])
     a = parser.parse_args()
-    recipe = load_recipe(a.recipe, [f"stages.ppo.max_steps={a.steps}"])
-    stage, run_dir = recipe.stage("ppo"), Path(recipe.run_dir)
-    train, evals = load_split(recipe.data.prompts, parse_prompt, recipe.seed)
-    train, evals = [r["prompt"] for r in train], [r["prompt"] for r in evals[:a.eval]]
-    rm, tok = load_artifact(run_dir / "rm", recipe.model), load_tokenizer(recipe.model)
     rows = []
     for name in (["align", "trl"] if a.only is None else [a.only]):
-        torch.manual_seed(recipe.seed)
-        if name == "align":
-            policy, t = run_align(recipe, stage, run_dir, train, a.steps)
-        else:
-            policy, t = run_trl(recipe, stage, run_dir, train, a.steps, Path("/tmp/bench-ppo-trl"))
-        m, _ = compare_policies(policy, tok, evals, stage.generation, judge=rm, judge_max_length=stage.max_length)
+        m, t, stage = measure(name, a, Path("/tmp/bench-ppo-trl"))
         rows.append((name, m, t))
         print(name, m, t, flush=True)
     print(f"\n{a.steps} PPO steps x {stage.rollout_batch_size} rollouts, {stage.ppo_epochs} epochs, "
-          f"{stage.generation.max_new_tokens} new tokens, {len(evals)} held-out prompts\n")
+          f"{stage.generation.max_new_tokens} new tokens, {rows[-1][1]['heldout_prompts']} held-out prompts\n")
     print("| trainer | held-out reward start -> after | win rate | KL | rollout tokens/s | train tokens/s |")
     print("|---|---|---|---|---|---|")
     for name, m, t in rows:

@@ -10,7 +10,8 @@
 (b) OpenAssistant K-wise groups: all pairs per prompt (Bradley-Terry) vs Plackett-Luce vs only the
     best-vs-worst pair per prompt; held-out pairwise accuracy and top-1 agreement on whole rankings.
     The last 20% of the message trees are held out.
-Prints markdown tables for bench/README.md.
+Prints markdown tables for bench/README.md. `perf` is the RM pair of bench/perf.py (the plain TRL script
+there keeps TRL's defaults for what the comparison does not fix).
 """
 
 from __future__ import annotations
@@ -21,20 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import HH, MODEL, SHARED, TRL_SCHEDULE, fp32_model, run_stage
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from align.models import load_model, load_tokenizer
-from align.pipeline import run_pipeline
+from align.models import load_model, load_tokenizer, resolve_model
 from align.rankings import Ranking, read_rankings, scan_file
-from align.recipe import load_recipe
 from align.schema import ModelSpec
 from align.stages.rm import evaluate_rm, tokenize_rankings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-HH = SHARED / "hh-rlhf-harmless-base" / "test_first80.jsonl"
 OASST = SHARED / "oasst-en100-ranked" / "kwise_first80.jsonl"
-MODEL = "smollm2-135m-instruct"
 
 
 def native(r: Ranking) -> dict:
@@ -42,49 +39,76 @@ def native(r: Ranking) -> dict:
 
 
 def run_align(work: Path, name: str, train: list[Ranking], evals: list[Ranking], a: argparse.Namespace,
-              loss: str = "bradley_terry") -> dict:
-    """align's rm stage through a recipe, as a user runs it."""
+              loss: str = "bradley_terry", **fields) -> dict:
+    """align's rm stage through a recipe, as a user runs it; `fields`: more stage fields."""
     files = {}
     for split, rows in (("train", train), ("eval", evals)):
         files[split] = work / f"{name}-{split}.jsonl"
         files[split].write_text("".join(json.dumps(native(r)) + "\n" for r in rows))
-    recipe = work / f"{name}.yaml"
-    recipe.write_text(f"""name: {name}
-model: {{name: {MODEL}}}
-data: {{rankings: {{train: {files['train']}, eval: {files['eval']}}}}}
-tracking: {{backend: none}}
-output_dir: {work / name}
-stages:
-  - {{name: rm, kind: rm, loss: {loss}, learning_rate: {a.lr}, max_steps: {a.steps}, batch_size: {a.batch},
-      max_length: {a.max_length}, logging_steps: 5, eval_batch_size: 8}}
-""")
-    return run_pipeline(load_recipe(recipe))["rm"]
+    return run_stage(work, name, {"rankings": {"train": str(files["train"]), "eval": str(files["eval"])}},
+                     {"kind": "rm", "loss": loss, "learning_rate": a.lr, "max_steps": a.steps, "batch_size": a.batch,
+                      "max_length": a.max_length, "logging_steps": 5, "eval_batch_size": 8, **fields})
 
 
-def run_trl(work: Path, train: list[Ranking], evals: list[Ranking], a: argparse.Namespace) -> dict:
-    """Plain TRL RewardTrainer on the same token ids (pairs only: each record is one chosen/rejected pair)."""
+def run_trl(work: Path, train: list[Ranking], evals: list[Ranking], a: argparse.Namespace,
+            plain: bool = False) -> dict:
+    """TRL RewardTrainer on the same token ids (pairs only: each record is one chosen/rejected pair).
+
+    Default: align's model loader and align's training settings (fp32, no gradient checkpointing, the
+    stage's warmup and schedule), so only the trainer differs. `plain`: the script a user would write,
+    `RewardTrainer(AutoModelForSequenceClassification, peft_config=LoraConfig(...), args=RewardConfig(...))`
+    with TRL's defaults for everything the comparison does not fix (bf16 autocast, gradient checkpointing).
+    """
     spec = ModelSpec(name=MODEL)
     tok = load_tokenizer(spec)
     rows, _ = tokenize_rankings(train, tok, a.max_length)
     pairs = [{"chosen_ids": row["input_ids"][0], "rejected_ids": row["input_ids"][1]} for row in rows]
-    args = RewardConfig(output_dir=str(work / "trl"), learning_rate=a.lr, max_steps=a.steps,
-                        per_device_train_batch_size=a.batch, max_length=a.max_length, logging_steps=5,
-                        warmup_steps=0.03, lr_scheduler_type="cosine", report_to=[], save_strategy="no",
-                        use_cpu=True, bf16=False, gradient_checkpointing=False, seed=42)
-    trainer = RewardTrainer(model=load_model(spec, "reward"), args=args, train_dataset=Dataset.from_list(pairs),
-                            processing_class=tok)
+    fixed = {"output_dir": str(work / "trl"), "learning_rate": a.lr, "max_steps": a.steps, "report_to": [],
+             "per_device_train_batch_size": a.batch, "max_length": a.max_length, "save_strategy": "no",
+             "use_cpu": True, "seed": 42}
+    if plain:
+        from peft import LoraConfig
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(resolve_model(MODEL), num_labels=1)
+        args, extra = RewardConfig(**fixed), {"peft_config": LoraConfig(
+            r=16, lora_alpha=32, target_modules="all-linear", task_type="SEQ_CLS")}
+    else:
+        model, extra = load_model(spec, "reward"), {}
+        args = RewardConfig(**fixed, logging_steps=5, warmup_steps=0.03, lr_scheduler_type="cosine", bf16=False,
+                            gradient_checkpointing=False)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok,
+                            **extra)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     eval_rows, _ = tokenize_rankings(evals, tok, a.max_length)
-    out = evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, 8, "_after")
-    return {**out, "train_seconds": seconds, "train_tokens_per_second": trainer._total_train_tokens / seconds}
+    out = evaluate_rm(fp32_model(trainer), eval_rows, evals, tok.pad_token_id, 8, "_after")
+    return {**out, "train_seconds": seconds, "train_tokens": trainer._total_train_tokens,
+            "train_tokens_per_second": trainer._total_train_tokens / seconds}
+
+
+def hh_split(a: argparse.Namespace) -> tuple[list[Ranking], list[Ranking], list]:
+    """The first `a.train` hh-rlhf pairs, `a.eval` held-out ones from the last 20%, and the bad records."""
+    good, bad = scan_file(HH)
+    cut = int(len(good) * 0.8)
+    return good[:a.train], good[cut:cut + a.eval], bad
+
+
+def perf(side: str, a: argparse.Namespace, work: Path) -> dict:
+    """bench/perf.py's RM pair on hh-rlhf: align's rm stage ("align") or the plain TRL script ("peer");
+    tokens are the non-padding tokens of the chosen and rejected rows trained on."""
+    train, evals, _ = hh_split(a)
+    if side == "align":
+        m = run_align(work, "hh", train, evals, a, eval_before=False, **TRL_SCHEDULE)
+    else:
+        m = run_trl(work, train, evals, a, plain=True)
+    return {"tokens": m["train_tokens"], "train_seconds": m["train_seconds"],
+            "metric": "heldout_pair_accuracy", "value": m["pairwise_accuracy_after"]}
 
 
 def part_hh(work: Path, a: argparse.Namespace) -> str:
-    good, bad = scan_file(HH)
-    cut = int(len(good) * 0.8)
-    train, evals = good[:a.train], good[cut:cut + a.eval]
+    train, evals, bad = hh_split(a)
     ours = run_align(work, "hh", train, evals, a)
     trl = run_trl(work, train, evals, a)
     return "\n".join([

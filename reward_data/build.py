@@ -19,6 +19,8 @@ What gets written (paths relative to ``reward_data/``):
   general-domain data (not about refusals) for measuring and mitigating
   catastrophic forgetting: held-out encyclopedic paragraphs for perplexity,
   chat exchanges to mix into SFT, and preference pairs to mix into DPO.
+* ``domain/train.jsonl``, ``domain/eval.jsonl`` - raw text on one technical
+  domain (beekeeping) for continued pretraining, and its held-out split.
 
 The rankings follow a fixed preference order by construction:
 
@@ -45,6 +47,7 @@ from source.benign import BENIGN  # noqa: E402
 from source.compliance import BENIGN as CMP_BENIGN  # noqa: E402
 from source.compliance import HARMFUL as CMP_HARMFUL  # noqa: E402
 from source.compliance import ORDINARY as CMP_ORDINARY  # noqa: E402
+from source.domain_text import TEXTS as DOMAIN_TEXTS  # noqa: E402
 from source.general_chat import CHAT as GEN_CHAT  # noqa: E402
 from source.general_pairs import PAIRS as GEN_PAIRS  # noqa: E402
 from source.general_text import TEXTS as GEN_TEXTS  # noqa: E402
@@ -317,6 +320,19 @@ def build_general():
     }
 
 
+# ---------------------------------------------------------------- domain
+def build_domain():
+    """Beekeeping paragraphs: every sixth one (in source order, so each topic
+    gives a few) is held out; both splits shuffled (seeded) to interleave topics."""
+    records = [{"id": f"dom-text-{i:04d}", "topic": topic, "text": text}
+               for i, (topic, text) in enumerate(DOMAIN_TEXTS, 1)]
+    split = {"train": [r for i, r in enumerate(records) if i % 6 != 5],
+             "eval": [r for i, r in enumerate(records) if i % 6 == 5]}
+    for offset, recs in enumerate(split.values()):
+        random.Random(SEED + 7 + offset).shuffle(recs)
+    return split
+
+
 def main() -> None:
     pools = assign_pools()
     sft = build_sft(pools["sft"])
@@ -333,11 +349,16 @@ def main() -> None:
     for name, records in general.items():
         write_jsonl(HERE / "general" / f"{name}.jsonl", records)
 
+    domain = build_domain()
+    for name, records in domain.items():
+        write_jsonl(HERE / "domain" / f"{name}.jsonl", records)
+
     print(
         f"sft: {len(sft['train'])} train / {len(sft['eval'])} eval; "
         f"rankings: {len(rankings['train'])} train / {len(rankings['test'])} test; "
         f"general: {len(general['text'])} text / {len(general['chat'])} chat / "
-        f"{len(general['pairs'])} pairs"
+        f"{len(general['pairs'])} pairs; "
+        f"domain: {len(domain['train'])} train / {len(domain['eval'])} eval"
     )
 
 

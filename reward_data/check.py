@@ -28,6 +28,9 @@ Checks:
   no opening (first three words) may start more than 3 general texts/answers,
   and the content-word Jaccard overlap between any paragraph and any
   chat/pairs record must stay below 0.3.
+* domain text (``domain/``): fields, ids, word counts (35-100), and no
+  normalised 8-word sequence shared by two domain paragraphs (so the eval
+  split is held out) or by a domain paragraph and a general record.
 
 Prints per-split / per-category counts (as used in README.md) and exits with
 a non-zero status if anything fails.
@@ -186,6 +189,28 @@ def check_general(prompts: list[tuple[str, str]], ids: Counter):
                  "top_opening": starts.most_common(1)[0] if starts else ("-", 0)}
 
 
+def check_domain(gen: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Validate domain/*.jsonl: fields, ids, lengths, no passage shared with another record."""
+    dom = {split: load(f"domain/{split}.jsonl") for split in ("train", "eval")}
+    seen: dict[str, str] = {}
+    general = [(f"general/{k}/{r.get('id')}", json.dumps(r)) for k, recs in gen.items() for r in recs]
+    domain = [(f"domain/{split}/{r.get('id')}", r) for split, recs in dom.items() for r in recs]
+    for where, r in domain:
+        if set(r) != {"id", "topic", "text"} or not re.fullmatch(r"dom-text-\d{4}", str(r.get("id"))):
+            err(f"{where}: fields {sorted(r)} or bad id")
+        elif not 35 <= words(r["text"]) <= 100:
+            err(f"{where}: text of {words(r['text'])} words")
+    for where, body in [(w, r.get("text", "")) for w, r in domain] + general:
+        toks = normalise(body).split()
+        for gram in dict.fromkeys(" ".join(toks[i:i + NGRAM]) for i in range(len(toks) - NGRAM + 1)):
+            other = seen.setdefault(gram, where)
+            if other != where and other.startswith("domain/"):
+                err(f"shared {NGRAM}-gram: {other} ~ {where}: {gram!r}")
+    if len(dom["train"]) < 120 or len(dom["eval"]) < 24:
+        err(f"domain text too small: {len(dom['train'])} train / {len(dom['eval'])} eval")
+    return dom
+
+
 def flatten(ranking):
     for item in ranking:
         if isinstance(item, list):
@@ -275,6 +300,7 @@ def main() -> int:
         prompts.append((where, r["prompt"]))
 
     gen, gen_stats = check_general(prompts, ids)
+    dom = check_domain(gen)
 
     for i, c in ids.items():
         if c > 1:
@@ -332,6 +358,10 @@ def main() -> int:
           f"most frequent opening: {gen_stats['top_opening'][0]!r} x{gen_stats['top_opening'][1]}; "
           f"max paragraph/mix content-word Jaccard: {gen_stats['max_jaccard']:.2f} "
           f"({gen_stats['max_pair'][0]} ~ {gen_stats['max_pair'][1]})")
+
+    table("Domain text (topic)", dom, "topic")
+    dom_words = [words(r["text"]) for recs in dom.values() for r in recs if "text" in r]
+    print(f"domain words: {min(dom_words)}-{max(dom_words)} (total {sum(dom_words)})")
 
     # ------------------------------------------------------------ minimums
     n_sft = sum(map(len, sft.values()))

@@ -1,8 +1,10 @@
 """Data parallelism, tested on this CPU machine: `align run --num-processes 2` (torchrun, two gloo ranks).
 
-One recipe (sft, rm, dpo) runs once in 2 processes at batch_size 2 and once in this process at batch_size 4:
-the same global batch, so the same per-step losses (TOL) and the same artifacts. A rank made to fail
-(ALIGN_FAIL_RANK) stops the run with its own error. The accelerate presets load in accelerate's parser.
+One recipe (sft, rm, dpo, ppo) runs once in 2 processes at batch_size 2 and once in this process at batch_size 4:
+the same global batch, so the same per-step losses (TOL) and the same artifacts. PPO samples, so its curves
+differ; on the same fixed rollouts (tests/ppo_ranks.py) its gathered statistics and averaged gradients
+agree. A rank made to fail (ALIGN_FAIL_RANK) stops the run with its own error. The accelerate presets load in
+accelerate's parser.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def _recipe(root: Path, model: Path, batch: int) -> Path:
              ("please tell me a story", "once upon a time there was a fox")]
     sft = write_jsonl(root / "sft.jsonl", [chat(q, a) for q, a in pairs] * 8)
     rankings = write_jsonl(root / "rankings.jsonl", marker_rankings(32, 1))
+    prompts = write_jsonl(root / "prompts.jsonl", [{"prompt": q} for q, _ in pairs] * 4)
     common = f"batch_size: {batch}, max_steps: 3, max_length: 64, logging_steps: 1, save_steps: 0, " \
              "warmup_ratio: 0.0, lr_scheduler: constant"
     path = root / "r.yaml"
@@ -45,12 +48,15 @@ model: {{name: {model}, lora: {{r: 8, alpha: 16}}}}
 data:
   sft: {{train: {sft}}}
   rankings: {{train: {rankings}}}
+  prompts: {{train: {prompts}, eval_fraction: 0.25}}
 tracking: none
 output_dir: {root / "run"}
 stages:
   - {{name: sft, kind: sft, learning_rate: 1.0e-2, {common}}}
   - {{name: rm, kind: rm, learning_rate: 1.0e-2, eval_before: false, {common}}}
   - {{name: dpo, kind: dpo, init: sft, learning_rate: 1.0e-2, eval_prompts: 0, {common}}}
+  - {{name: ppo, kind: ppo, init: sft, learning_rate: 1.0e-2, rollout_batch_size: 4, grad_accum: 1, ppo_epochs: 1,
+      eval_prompts: 2, generation: {{max_new_tokens: 6, temperature: 1.0}}, {common}}}
 """)
     return path
 
@@ -106,7 +112,19 @@ def test_two_processes_write_the_same_artifacts_once(runs):
     assert "dpo: dpo stage" in (two / "logs" / "rank-1.log").read_text()  # rank 1 logs to its own file
     assert not (one / "logs").exists()  # one process: no rank logs
     manifest = json.loads((two / "manifest.json").read_text())
-    assert all(manifest["stages"][s]["status"] == "finished" for s in STAGES)
+    assert all(manifest["stages"][s]["status"] == "finished" for s in (*STAGES, "ppo"))
+
+
+def test_ppo_runs_data_parallel_and_writes_one_artifact(runs):
+    two, one = runs
+    files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert files(two / "ppo") == files(one / "ppo")
+    got, want = (json.loads((d / "ppo" / "metrics.json").read_text()) for d in (two, one))
+    assert got.keys() == want.keys()
+    assert got["ppo_steps"] == want["ppo_steps"] == 3 and got["eval_prompts"] == want["eval_prompts"] == 2
+    rows = [json.loads(line) for line in (two / "ppo" / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "ppo/reward_mean" in r] == [1, 2, 3]  # logged once, by rank 0
+    assert "ppo step 3/3" in (two / "logs" / "rank-1.log").read_text()
 
 
 def test_a_failing_rank_stops_every_rank_with_its_error(tiny_model_dir, tmp_path):
@@ -175,3 +193,24 @@ def test_slurm_example_launches_the_multi_node_preset():
     script = (PRESETS / "slurm-multinode.sh").read_text()
     assert "multi-node.yaml" in script and "--machine_rank \\$SLURM_NODEID" in script
     assert subprocess.run(["bash", "-n", str(PRESETS / "slurm-multinode.sh")]).returncode == 0
+
+
+def test_ppo_statistics_and_gradients_of_two_ranks_equal_one_process(tiny_model_dir, tmp_path):
+    """The same 8 rollouts, shared by 2 ranks or held by 1 process: every gathered statistic, every row's
+    advantages and returns (whitened with global statistics) and the averaged gradients agree."""
+    worker = [str(Path(__file__).parent / "ppo_ranks.py"), str(tiny_model_dir), str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1"}
+    for cmd in ([sys.executable, *worker], [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                            *worker]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / f"world-{n}.json").read_text()) for n in (1, 2))
+    assert two["stats"].keys() == one["stats"].keys()
+    for key, value in one["stats"].items():
+        assert two["stats"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    for row, got in two["rows"].items():  # rank 0 held rows 0, 2, 4, 6
+        for key in ("advantages", "returns"):
+            assert got[key] == pytest.approx(one["rows"][row][key], rel=1e-4, abs=1e-5), (row, key)
+    for name, grad in one["grads"].items():
+        torch.testing.assert_close(torch.tensor(two["grads"][name]), torch.tensor(grad), rtol=1e-4, atol=1e-6)
+    assert any(torch.tensor(g).abs().sum() > 0 for g in one["grads"].values())  # something was learned from

@@ -20,7 +20,7 @@ from align.recipe import load_recipe
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "accelerate" not in p.relative_to(ROOT).parts)
 _FILES = {".csv", ".jsonl", ".json"}
-CPU_RECIPES = ["quickstart.yaml", "quickstart-ppo.yaml", "safety/compliance.yaml"]
+CPU_RECIPES = ["quickstart.yaml", "quickstart-ppo.yaml", "safety/compliance.yaml", "continued-pretraining.yaml"]
 
 
 def _id(path: Path) -> str:

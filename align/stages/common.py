@@ -1,9 +1,12 @@
-"""What every stage shares: the context a stage runs in and the TRL/transformers arguments it implies."""
+"""What every stage shares: the context a stage runs in, the TRL/transformers arguments it implies, and the
+evaluation after an on-policy stage (ppo, rloo, grpo)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from align.errors import AlignError
 from align.recipe import data_kind, reward_stage
 from align.schema import DataSpec, Recipe, StageBase
 from align.tracking import Tracker
+
+log = logging.getLogger("align")
 
 
 @dataclass
@@ -48,6 +53,16 @@ class StageContext:
         name = reward_stage(self.recipe, self.stage)
         return self.out.parent / name if name else None
 
+    def required_reward_model(self) -> Path:
+        """`reward_model()` for a stage that cannot run without one (ppo, rloo, grpo)."""
+        path = self.reward_model()
+        if path is None:
+            kind = self.stage.kind
+            raise AlignError(f"stage {self.stage.name}: {kind.upper()} needs a reward model, and the recipe has no "
+                             "rm stage before it",
+                             hint=f"add an rm stage before the {kind} stage (see recipes/quickstart-ppo.yaml)")
+        return path
+
     def samples(self, table: list[dict[str, Any]]) -> None:
         """A stage's sample generations: `samples.jsonl` in its artifact (the report reads it) and the tracker."""
         if is_main():
@@ -60,14 +75,15 @@ class StageContext:
 
 
 def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
-    """A TRL config (`SFTConfig`, ...) from the stage's common fields, with settings chosen for the device.
+    """A TRL config (`SFTConfig`, ...) from the stage's common fields, with settings chosen for the device;
+    `extra` adds the config's own fields or replaces derived ones (rloo/grpo count max_steps otherwise).
 
     TRL defaults to bf16 autocast and gradient checkpointing even on CPU; measured here, both cost
     throughput on small models. The loader decides checkpointing; autocast only on a bf16 GPU model.
     """
     s = ctx.stage
     cuda = torch.cuda.is_available()
-    return cls(
+    settings = dict(
         output_dir=str(ctx.out / "checkpoints"),
         learning_rate=s.learning_rate,
         num_train_epochs=s.epochs,
@@ -90,8 +106,62 @@ def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
         bf16=cuda and ctx.recipe.model.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported(),
         gradient_checkpointing=False,
         use_cpu=not cuda,
-        **extra,
     )
+    return cls(**(settings | extra))
+
+
+def train_and_evaluate(trainer: Any, ctx: StageContext, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Train a TRL/transformers trainer and add to `metrics` what the stage reports: held-out loss before
+    (with `eval_before`) and after when the trainer has an eval set, train loss (mean, first and last
+    logged), seconds, and the tokens trained on (TRL's count of non-padding tokens) per second."""
+    if trainer.eval_dataset is not None and ctx.stage.eval_before:
+        metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=ctx.resume)
+    metrics["train_seconds"] = time.perf_counter() - start
+    metrics["train_loss"] = result.training_loss
+    history = trainer.state.log_history
+    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
+    if tokens:
+        metrics["train_tokens"] = tokens[-1]
+        metrics["train_tokens_per_second"] = tokens[-1] / metrics["train_seconds"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    if losses:
+        metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
+    if trainer.eval_dataset is not None:
+        metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
+    return metrics
+
+
+def evaluate_policy(ctx: StageContext, policy: Any, tok: Any, prompts: list[list[dict]], judge: Any,
+                    reference: Any | None = None) -> dict[str, Any]:
+    """After an on-policy stage: on the first `eval_prompts` held-out prompts, the judge's mean reward of the
+    policy and of the model it started from, the win rate, the KL to the start, and the sample table
+    (`align.hooks.compare_policies`). `reference` unset: the policy with its adapters disabled, or for a full
+    fine-tune its starting model, loaded frozen."""
+    from align.hooks import compare_policies
+    from align.models import load_model
+
+    stage = ctx.stage
+    if not prompts or not stage.eval_prompts:
+        log.warning("%s: no held-out prompts (set data.prompts.eval or eval_fraction): no evaluation", stage.name)
+        return {}
+    if reference is None and not hasattr(policy, "peft_config"):
+        reference = load_model(ctx.recipe.model, "causal_lm", init=ctx.init, trainable=False)
+    found, table = compare_policies(policy, tok, prompts[:stage.eval_prompts], stage.generation, reference=reference,
+                                    judge=judge, judge_max_length=stage.max_length)
+    ctx.samples(table)
+    return found | {"reward_before": found["reward_start"], "reward_after": found["reward"],
+                    "win_rate_after": found["win_rate"], "kl_after": found["kl"]}
+
+
+def drop_reference_adapter(model: Any) -> None:
+    """Given a PEFT model, TRL keeps a frozen copy of its adapter ("ref") as the reference, for adapters
+    that were trained before. Ours is new (LoRA B = 0), so the reference is the model with adapters
+    disabled, and the reference pass computes no LoRA branch."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
 
 
 class NanGuard(TrainerCallback):

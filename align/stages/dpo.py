@@ -32,7 +32,7 @@ from align.errors import AlignError
 from align.hooks import compare_policies
 from align.models import load_artifact, load_model, save_model
 from align.rankings import Ranking, parse_ranking, to_pairs
-from align.stages.common import StageContext, trainer_args
+from align.stages.common import StageContext, drop_reference_adapter, trainer_args
 
 log = logging.getLogger("align")
 
@@ -58,7 +58,7 @@ def run(ctx: StageContext) -> dict:
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds,
                          eval_dataset=eval_ds if len(eval_ds) else None, processing_class=tok,
                          callbacks=ctx.callbacks())
-    _drop_reference_adapter(trainer.model)
+    drop_reference_adapter(trainer.model)
     metrics: dict[str, Any] = {"train_prompts": len(train), "train_pairs": len(train_ds), "mixed_in": mixed,
                                "eval_prompts": len(evals), "eval_pairs": len(eval_ds)}
     start = time.perf_counter()
@@ -86,15 +86,6 @@ def preference_pairs(rankings: list[Ranking], mode: str) -> Dataset:
              "rejected": [{"role": "assistant", "content": r.responses[b]}]}
             for r in rankings for a, b in to_pairs(r, mode)]
     return Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
-
-
-def _drop_reference_adapter(model: Any) -> None:
-    """Given a PEFT model, TRL keeps a frozen copy of its adapter ("ref") as the reference, for adapters
-    that were trained before. Ours is new (LoRA B = 0), so the reference is the model with adapters
-    disabled, and the reference pass computes no LoRA branch."""
-    if "ref" in getattr(model, "peft_config", {}):
-        model.delete_adapter("ref")
-        model.set_adapter("default")
 
 
 def _loss_args(loss: str, label_smoothing: float) -> dict[str, Any]:

@@ -27,9 +27,13 @@ annealed linearly to 0 over all updates; several epochs of shuffled minibatches;
 and clipping; a penalty for completions cut by the length limit before EOS (subtracted, as in TRL, instead
 of replacing the score by -1).
 Left out: lm-human-preferences' fixed-length responses with a truncation token (we stop at EOS); top-k /
-top-p sampling in rollouts (refused: the log-probs would not be the sampling distribution's); multi-process
-rollouts and all-reduced whitening statistics (one process); early stopping of the epochs on approximate
-KL; a value head sharing the policy's weights.
+top-p sampling in rollouts (refused: the log-probs would not be the sampling distribution's); early stopping
+of the epochs on approximate KL; a value head sharing the policy's weights.
+
+Data parallel (`align run --num-processes N`): each rank generates, scores and trains on its 1/N share of
+every rollout batch; reward normalisation, whitening, the KL the controller steers by and every logged
+statistic are over the whole batch (gathered or all-reduced), and gradients are averaged before each
+optimizer step, so N ranks take the steps one process would with N times the micro-batches.
 """
 
 from __future__ import annotations
@@ -50,14 +54,13 @@ import torch
 from transformers import get_scheduler
 from trl.trainer.utils import pad
 
-from align import rl
+from align import distributed, rl
 from align.data import load_split, parse_prompt
 from align.errors import AlignError
 from align.generation import Completion, adapters_disabled, generate, prompt_ids, score_completions
-from align.hooks import compare_policies
 from align.models import load_artifact, load_model, save_model
 from align.schema import ModelSpec, PPOStage
-from align.stages.common import StageContext
+from align.stages.common import StageContext, evaluate_policy
 from align.tracking import Tracker
 
 log = logging.getLogger("align")
@@ -66,10 +69,7 @@ RewardFn = Callable[[Sequence[list[dict]], Sequence[Completion]], Sequence[float
 
 def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
-    rm_path = ctx.reward_model()
-    if rm_path is None:
-        raise AlignError(f"stage {stage.name}: PPO needs a reward model, and the recipe has no rm stage before it",
-                         hint="add an rm stage before the ppo stage (see recipes/quickstart-ppo.yaml)")
+    rm_path = ctx.required_reward_model()
     tok = ctx.tokenizer()
     train, evals = load_split(ctx.data, parse_prompt, ctx.seed)
     policy = load_model(spec, "causal_lm", init=ctx.init)
@@ -83,16 +83,7 @@ def run(ctx: StageContext) -> dict:
     metrics: dict[str, Any] = {"train_prompts": len(train), "eval_prompts": min(len(evals), stage.eval_prompts)}
     metrics |= trainer.train([r["prompt"] for r in train], rm_reward(rm, tok, stage.max_length,
                                                                      stage.eval_batch_size), ctx.out / "checkpoints")
-    if evals and stage.eval_prompts:
-        prompts = [r["prompt"] for r in evals[:stage.eval_prompts]]
-        found, table = compare_policies(policy, tok, prompts, stage.generation, reference=reference, judge=rm,
-                                        judge_max_length=stage.max_length)
-        metrics |= found
-        metrics |= {"reward_before": found["reward_start"], "reward_after": found["reward"],
-                    "win_rate_after": found["win_rate"], "kl_after": found["kl"]}
-        ctx.samples(table)
-    else:
-        log.warning("%s: no held-out prompts (set data.prompts.eval or eval_fraction): no evaluation", stage.name)
+    metrics |= evaluate_policy(ctx, policy, tok, [r["prompt"] for r in evals], rm, reference)
     save_model(policy, tok, ctx.out, spec, "causal_lm", ctx.init)
     return metrics
 
@@ -168,10 +159,10 @@ class PPOTrainer:
                  tracker: Tracker | None = None, reference: Any | None = None):
         self.policy, self.value, self.tok, self.stage = policy, value, tok, stage
         self.seed, self.tracker, self.reference = seed, tracker, reference
-        minibatch = stage.batch_size * stage.grad_accum
-        if stage.rollout_batch_size % minibatch:
+        minibatch, world = stage.batch_size * stage.grad_accum, distributed.world_size()
+        if stage.rollout_batch_size % (minibatch * world):
             raise AlignError(f"stage {stage.name}: rollout_batch_size={stage.rollout_batch_size} is not a multiple "
-                             f"of batch_size * grad_accum = {minibatch}")
+                             f"of batch_size * grad_accum * processes = {minibatch} * {world}")
         if stage.generation.temperature <= 0 or stage.generation.top_p != 1.0:
             raise AlignError(f"stage {stage.name}: PPO samples with temperature > 0 and top_p 1 (got "
                              f"{stage.generation.temperature}, {stage.generation.top_p})",
@@ -179,9 +170,10 @@ class PPOTrainer:
         self.steps = stage.max_steps if stage.max_steps > 0 else \
             math.ceil(stage.epochs * n_prompts / stage.rollout_batch_size)
         self.n_prompts, self.step, self.score_norm = n_prompts, 0, None
-        params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=stage.learning_rate, eps=1e-5, weight_decay=stage.weight_decay)
-        updates = self.steps * stage.ppo_epochs * (stage.rollout_batch_size // minibatch)
+        self.params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=stage.learning_rate, eps=1e-5,
+                                           weight_decay=stage.weight_decay)
+        updates = self.steps * stage.ppo_epochs * (stage.rollout_batch_size // (minibatch * world))
         self.scheduler = get_scheduler(stage.lr_scheduler, self.optimizer, round(stage.warmup_ratio * updates),
                                        updates)
         self.kl_ctl = rl.KLController(stage.kl_coef, stage.target_kl, stage.kl_horizon)
@@ -219,28 +211,38 @@ class PPOTrainer:
                          "length %.1f, gen %.1f s, train %.1f s", self.step, self.steps, stats["reward_mean"],
                          stats["reward_std"], stats["kl"], stats["kl_coef"], stats["entropy"], stats["clipfrac"],
                          stats["response_length"], stats["gen_seconds"], stats["train_seconds"])
-            if checkpoints is not None and self.stage.save_steps and self.step % self.stage.save_steps == 0:
+            if checkpoints is not None and self.stage.save_steps and self.step % self.stage.save_steps == 0 \
+                    and distributed.is_main():
                 self.save(checkpoints / f"checkpoint-{self.step}")
         return summarize(history, self.stage.ppo_epochs)
 
     @torch.no_grad()
     def rollout(self, prompts: Sequence[list[dict]], reward_fn: RewardFn) -> tuple[dict, dict]:
-        s, gen, started = self.stage, self.stage.generation, time.perf_counter()
-        ids = prompt_ids(self.tok, prompts, gen.max_prompt_length)
+        """Sample and score this rank's share of the step's prompts, then `process` them."""
+        gen, started = self.stage.generation, time.perf_counter()
+        mine = list(prompts[distributed.rank()::distributed.world_size()])
+        ids = prompt_ids(self.tok, mine, gen.max_prompt_length)
         completions = generate(self.policy, self.tok, ids, gen.max_new_tokens, gen.temperature,
                                batch_size=gen.batch_size)
         gen_seconds = time.perf_counter() - started
-        raw = torch.tensor([float(x) for x in reward_fn(prompts, completions)])
-        if not torch.isfinite(raw).all():
-            bad = raw[~torch.isfinite(raw)][0].item()
+        return self.process(completions, torch.tensor([float(x) for x in reward_fn(mine, completions)]), gen_seconds)
+
+    @torch.no_grad()
+    def process(self, completions: Sequence[Completion], raw: torch.Tensor,
+                gen_seconds: float = 0.0) -> tuple[dict, dict]:
+        """Scored completions -> the update's batch (log-probs, values, advantages) and the step's statistics,
+        both over the whole rollout batch when ranks share it (`distributed.gather` / `all_sum`)."""
+        s, total, started = self.stage, distributed.all_sum, time.perf_counter()
+        every = distributed.gather(raw)
+        if not torch.isfinite(every).all():  # checked on the gathered scores: every rank stops together
+            bad = every[~torch.isfinite(every)][0].item()
             raise AlignError(f"stage {s.name}: reward became {bad} at PPO step {self.step + 1}",
                              hint="the reward model gives non-finite scores: check it (rerun its stage) "
                                   "or lower the learning rate")
-        started = time.perf_counter()
         if self.score_norm is None:  # the first batch comes from the starting policy
-            std = raw.std().item() if len(raw) > 1 else 1.0
+            std = every.std().item() if len(every) > 1 else 1.0
             self.score_norm = (1.0 / std if s.normalize_reward and std > 1e-6 else 1.0,
-                               raw.mean().item() if s.normalize_reward else 0.0)
+                               every.mean().item() if s.normalize_reward else 0.0)
         gain, bias = self.score_norm
         finished = torch.tensor([c.finished for c in completions])
         scores = (raw - bias) * gain - s.missing_eos_penalty * (~finished).float()
@@ -248,16 +250,18 @@ class PPOTrainer:
         old_lp, ref_lp, values, entropy = self._score_tokens(ro)
         rewards, kl = rl.kl_rewards(scores, old_lp, ref_lp, ro.mask, self.kl_ctl.value)
         if s.whiten_rewards:
-            rewards = rl.masked_whiten(rewards, ro.mask, shift_mean=False)
+            rewards = rl.masked_whiten(rewards, ro.mask, shift_mean=False, total=total)
         advantages, returns = rl.gae(rewards, values, ro.mask, s.gamma, s.lam)
-        advantages = rl.masked_whiten(advantages, ro.mask)
-        lengths = ro.mask.sum(1)
-        stats = {"reward_mean": raw.mean().item(), "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
-                 "score_mean": scores.mean().item(), "kl": kl.sum(1).mean().item(), "kl_coef": self.kl_ctl.value,
-                 "entropy": rl.masked_mean(entropy, ro.mask).item(), "response_length": lengths.mean().item(),
-                 "eos_rate": finished.float().mean().item(), "gen_seconds": gen_seconds,
-                 "gen_tokens": lengths.sum().item(), "value_mean": rl.masked_mean(values, ro.mask).item(),
-                 "explained_variance": rl.explained_variance(values, returns, ro.mask),
+        advantages = rl.masked_whiten(advantages, ro.mask, total=total)
+        lengths = distributed.gather(ro.mask.sum(1))
+        stats = {"reward_mean": every.mean().item(), "reward_std": every.std().item() if len(every) > 1 else 0.0,
+                 "score_mean": distributed.gather(scores).mean().item(),
+                 "kl": distributed.gather(kl.sum(1)).mean().item(), "kl_coef": self.kl_ctl.value,
+                 "entropy": rl.masked_mean(entropy, ro.mask, total=total).item(),
+                 "response_length": lengths.mean().item(),
+                 "eos_rate": distributed.gather(finished.float()).mean().item(), "gen_seconds": gen_seconds,
+                 "gen_tokens": lengths.sum().item(), "value_mean": rl.masked_mean(values, ro.mask, total=total).item(),
+                 "explained_variance": rl.explained_variance(values, returns, ro.mask, total=total),
                  "train_seconds": time.perf_counter() - started}
         batch = {"ro": ro, "old_logprobs": old_lp, "values": values, "advantages": advantages, "returns": returns}
         return batch, stats
@@ -287,11 +291,13 @@ class PPOTrainer:
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v
                     n_micro += 1
+                distributed.average_gradients(self.params)
                 for m in (self.policy, self.value):
                     torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], s.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
-        return {k: v / n_micro for k, v in sums.items()} | {"lr": self.scheduler.get_last_lr()[0]}
+        means = distributed.all_sum(torch.tensor(list(sums.values()))) / (n_micro * distributed.world_size())
+        return dict(zip(sums, means.tolist())) | {"lr": self.scheduler.get_last_lr()[0]}
 
     def _micro_step(self, batch: dict, idx: torch.Tensor, accum: int) -> dict[str, float]:
         s, ro = self.stage, batch["ro"]

@@ -10,7 +10,6 @@ cut, optional packing. Metrics: train loss, held-out loss before and after.
 from __future__ import annotations
 
 import logging
-import time
 
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
@@ -19,7 +18,7 @@ from align.data import load_split, mix_in, parse_chat, tokenize_chat
 from align.distributed import gathered_state_dict
 from align.errors import AlignError
 from align.models import load_model, save_model
-from align.stages.common import StageContext, trainer_args
+from align.stages.common import StageContext, train_and_evaluate, trainer_args
 
 log = logging.getLogger("align")
 
@@ -45,22 +44,7 @@ def run(ctx: StageContext) -> dict:
                          processing_class=tok, callbacks=ctx.callbacks())
     metrics = {"train_examples": len(train_ds), "train_rows": len(trainer.train_dataset),  # rows: after packing
                "eval_examples": len(eval_ds or []), "mixed_in": mixed, **stats}
-    if eval_ds is not None and stage.eval_before:
-        metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=ctx.resume)
-    metrics["train_seconds"] = time.perf_counter() - start
-    metrics["train_loss"] = result.training_loss
-    history = trainer.state.log_history
-    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]  # TRL's count of non-padding tokens
-    if tokens:
-        metrics["train_tokens"] = tokens[-1]
-        metrics["train_tokens_per_second"] = tokens[-1] / metrics["train_seconds"]
-    losses = [h["loss"] for h in history if "loss" in h]
-    if losses:
-        metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
-    if eval_ds is not None:
-        metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
+    train_and_evaluate(trainer, ctx, metrics)
     save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, gathered_state_dict(trainer))
     return metrics
 

@@ -15,7 +15,8 @@ from align.pipeline import run_pipeline
 from align.rankings import Ranking
 from align.recipe import load_recipe
 from align.schema import DPO_LOSSES, ModelSpec
-from align.stages.dpo import DPOTrainer, _drop_reference_adapter, _loss_args, preference_pairs
+from align.stages.common import drop_reference_adapter
+from align.stages.dpo import DPOTrainer, _loss_args, preference_pairs
 from tests.conftest import write_jsonl
 from tests.stages.test_rm import marker_rankings
 
@@ -36,7 +37,7 @@ def _trainer(tiny_model_dir, tmp_path, loss: str, **kw):
                      per_device_train_batch_size=8, max_length=64, save_strategy="no", **_loss_args(loss, EPS), **kw)
     trainer = DPOTrainer(model=model, args=args, train_dataset=preference_pairs(rankings, "best_vs_rest"),
                          processing_class=tok)
-    _drop_reference_adapter(trainer.model)
+    drop_reference_adapter(trainer.model)
     return trainer, next(iter(trainer.get_train_dataloader()))
 
 

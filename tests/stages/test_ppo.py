@@ -15,9 +15,7 @@ from align.pipeline import run_pipeline
 from align.recipe import load_recipe
 from align.schema import GenerationSpec, LoraSpec, ModelSpec, PPOStage
 from align.stages import ppo
-from align.stages.common import StageContext
-from tests.conftest import write_jsonl
-from tests.stages.test_rm import marker_rankings
+from tests.stages.test_on_policy import write_recipe
 
 PROMPTS = [[{"role": "user", "content": q}] for q in
            ["what is two plus two", "how do I bake bread", "please tell me a story", "the cat sat on the mat"]]
@@ -115,38 +113,8 @@ def test_resume_from_a_checkpoint_continues_identically(spec, tmp_path):
         assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want), model
 
 
-def test_without_a_reward_model_the_stage_says_what_to_add(tiny_model_dir, tmp_path):
-    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "what is two plus two"}])
-    (tmp_path / "r.yaml").write_text(f"""name: t
-model: {{name: {tiny_model_dir}}}
-data: {{prompts: {{train: {prompts}}}}}
-tracking: none
-output_dir: {tmp_path / "run"}
-stages: [{{name: ppo, kind: ppo}}]
-""")
-    recipe = load_recipe(tmp_path / "r.yaml")
-    with pytest.raises(AlignError, match="PPO needs a reward model") as e:
-        ppo.run(StageContext(recipe, recipe.stages[0], tmp_path / "out", None, None))
-    assert "add an rm stage" in str(e.value)
-
-
-def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, sft_files, tmp_path):
-    rankings = write_jsonl(tmp_path / "rank.jsonl", marker_rankings(16, 1))
-    questions = ["what is two plus two", "please tell me a story", "how do I bake bread", "the cat sat"]
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q, "id": i} for i, q in enumerate(questions * 3)])
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"""name: ppo-test
-model: {{name: {tiny_model_dir}, lora: {{r: 8, alpha: 16}}}}
-data:
-  sft: {{train: {sft_files[0]}}}
-  rankings: {{train: {rankings}}}
-  prompts: {{train: {prompts}, eval_fraction: 0.34}}
-tracking: none
-output_dir: {tmp_path / "run"}
-stages:
-  - {{name: sft, kind: sft, max_steps: 2, max_length: 64}}
-  - {{name: rm, kind: rm, init: sft, max_steps: 2, max_length: 64}}
-  - name: ppo
+def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
+    recipe = write_recipe(tmp_path, tiny_model_dir, """  - name: ppo
     kind: ppo
     init: sft
     max_steps: 2
@@ -157,7 +125,7 @@ stages:
     save_steps: 1
     max_length: 64
     eval_prompts: 4
-    generation: {{max_new_tokens: 6, temperature: 1.0, batch_size: 4}}
+    generation: {max_new_tokens: 6, temperature: 1.0, batch_size: 4}
 """)
     metrics = run_pipeline(load_recipe(recipe))["ppo"]
     assert metrics["ppo_steps"] == 2 and metrics["train_prompts"] == 8 and metrics["eval_prompts"] == 4
