@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from align.distributed import failure_callbacks, is_main
+from align.distributed import failure_callbacks, is_main, world_size
 from align.errors import AlignError
 from align.recipe import data_kind, reward_stage
 from align.schema import DataSpec, Recipe, StageBase
@@ -131,6 +131,20 @@ def train_and_evaluate(trainer: Any, ctx: StageContext, metrics: dict[str, Any])
     if trainer.eval_dataset is not None:
         metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
     return metrics
+
+
+def minibatches_per_step(stage: Any) -> int:
+    """Minibatches each process trains on per rollout batch of an on-policy stage (ppo, rloo, grpo): the
+    global `rollout_batch_size` split over the processes into whole minibatches of batch_size * grad_accum
+    (and, for rloo/grpo, whole groups of num_generations answers); an error otherwise. The recipe validator
+    checks the same for one process; only here is the number of processes known."""
+    per_update = stage.batch_size * stage.grad_accum * world_size()
+    groups = getattr(stage, "num_generations", 1)
+    if stage.rollout_batch_size % per_update or stage.rollout_batch_size % groups:
+        raise AlignError(f"stage {stage.name}: rollout_batch_size={stage.rollout_batch_size} is not a multiple of "
+                         f"batch_size * grad_accum * processes = {per_update}" +
+                         (f" and of num_generations = {groups}" if groups > 1 else ""))
+    return stage.rollout_batch_size // per_update
 
 
 def evaluate_policy(ctx: StageContext, policy: Any, tok: Any, prompts: list[list[dict]], judge: Any,

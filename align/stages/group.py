@@ -42,6 +42,7 @@ from align.stages.common import (
     StageContext,
     drop_reference_adapter,
     evaluate_policy,
+    minibatches_per_step,
     train_and_evaluate,
     trainer_args,
 )
@@ -81,11 +82,6 @@ def group_trainer(ctx: StageContext, trainer_cls: type, config_cls: type, policy
     if gen.temperature <= 0:
         raise AlignError(f"stage {s.name}: {s.kind} samples its answers; generation.temperature must be > 0, "
                          f"got {gen.temperature}")
-    per_update = s.batch_size * s.grad_accum * distributed.world_size()
-    if s.rollout_batch_size % per_update or s.rollout_batch_size % s.num_generations:
-        raise AlignError(f"stage {s.name}: rollout_batch_size={s.rollout_batch_size} is not a multiple of "
-                         f"batch_size * grad_accum * processes = {per_update} and of num_generations = "
-                         f"{s.num_generations}")
     steps = s.max_steps if s.max_steps > 0 else \
         math.ceil(s.epochs * len(prompts) * s.num_generations / s.rollout_batch_size)
     args = trainer_args(config_cls, ctx, max_steps=steps * _updates_per_step(s),
@@ -101,8 +97,7 @@ def group_trainer(ctx: StageContext, trainer_cls: type, config_cls: type, policy
 
 def _updates_per_step(stage: Any) -> int:
     """Optimizer steps per rollout batch: its minibatches, `num_iterations` times over."""
-    per_update = stage.batch_size * stage.grad_accum * distributed.world_size()
-    return stage.rollout_batch_size // per_update * stage.num_iterations
+    return minibatches_per_step(stage) * stage.num_iterations
 
 
 def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> RewardFunc:

@@ -60,7 +60,7 @@ from align.errors import AlignError
 from align.generation import Completion, adapters_disabled, generate, prompt_ids, score_completions
 from align.models import load_artifact, load_model, save_model
 from align.schema import ModelSpec, PPOStage
-from align.stages.common import StageContext, evaluate_policy
+from align.stages.common import StageContext, evaluate_policy, minibatches_per_step
 from align.tracking import Tracker
 
 log = logging.getLogger("align")
@@ -159,10 +159,6 @@ class PPOTrainer:
                  tracker: Tracker | None = None, reference: Any | None = None):
         self.policy, self.value, self.tok, self.stage = policy, value, tok, stage
         self.seed, self.tracker, self.reference = seed, tracker, reference
-        minibatch, world = stage.batch_size * stage.grad_accum, distributed.world_size()
-        if stage.rollout_batch_size % (minibatch * world):
-            raise AlignError(f"stage {stage.name}: rollout_batch_size={stage.rollout_batch_size} is not a multiple "
-                             f"of batch_size * grad_accum * processes = {minibatch} * {world}")
         if stage.generation.temperature <= 0 or stage.generation.top_p != 1.0:
             raise AlignError(f"stage {stage.name}: PPO samples with temperature > 0 and top_p 1 (got "
                              f"{stage.generation.temperature}, {stage.generation.top_p})",
@@ -173,7 +169,7 @@ class PPOTrainer:
         self.params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=stage.learning_rate, eps=1e-5,
                                            weight_decay=stage.weight_decay)
-        updates = self.steps * stage.ppo_epochs * (stage.rollout_batch_size // (minibatch * world))
+        updates = self.steps * stage.ppo_epochs * minibatches_per_step(stage)
         self.scheduler = get_scheduler(stage.lr_scheduler, self.optimizer, round(stage.warmup_ratio * updates),
                                        updates)
         self.kl_ctl = rl.KLController(stage.kl_coef, stage.target_kl, stage.kl_horizon)
