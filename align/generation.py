@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from trl.trainer.utils import pad
 
-from align.data import render_chat
+from align.data import render_chats
 
 
 @dataclass
@@ -48,7 +48,7 @@ def eval_mode(model: Any) -> Iterator[Any]:
 
 def prompt_ids(tok: Any, prompts: Sequence[list[dict]], max_prompt_length: int | None = None) -> list[list[int]]:
     """Chat prompts -> token ids ending with the assistant's generation prompt, left-truncated."""
-    out = [render_chat(tok, messages, add_generation_prompt=True) for messages in prompts]
+    out = render_chats(tok, prompts, add_generation_prompt=True)
     return [ids[-max_prompt_length:] if max_prompt_length else ids for ids in out]
 
 
@@ -165,6 +165,6 @@ def score_completions(rm: Any, tok: Any, prompts: Sequence[list[dict]], texts: S
                       max_length: int | None = None, batch_size: int = 16) -> list[float]:
     """The reward model's score of each prompt + response, rendered as the RM saw its training data
     (the full chat, left-truncated to `max_length`: the score is read at the last token)."""
-    rows = [render_chat(tok, list(p) + [{"role": "assistant", "content": t}], add_generation_prompt=False)
-            for p, t in zip(prompts, texts)]
+    rows = render_chats(tok, [list(p) + [{"role": "assistant", "content": t}] for p, t in zip(prompts, texts)],
+                        add_generation_prompt=False)
     return score(rm, [r[-max_length:] if max_length else r for r in rows], tok.pad_token_id, batch_size)

@@ -28,7 +28,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from align.data import as_messages, check_messages, read_records, render_chat
+from align.data import as_messages, check_messages, read_records, render_chats
 from align.errors import AlignError
 
 PairMode = Literal["all", "best_vs_rest", "adjacent"]
@@ -81,15 +81,14 @@ def to_pairs(ranking: Ranking, mode: PairMode = "all") -> list[tuple[int, int]]:
 
 def tokenize_rankings(rankings: list[Ranking], tok: Any, max_length: int) -> tuple[list[dict], int]:
     """One row per prompt: its responses' token ids (left-truncated), their group (0 = best), its margin."""
+    rendered = iter(render_chats(tok, [r.prompt + [{"role": "assistant", "content": x}]
+                                       for r in rankings for x in r.responses], add_generation_prompt=False))
     rows, truncated = [], 0
     for r in rankings:
-        ids = []
-        for response in r.responses:
-            messages = r.prompt + [{"role": "assistant", "content": response}]
-            full = render_chat(tok, messages, add_generation_prompt=False)
-            truncated += len(full) > max_length
-            ids.append(full[-max_length:])
-        rows.append({"input_ids": ids, "group": r.group_of(), "margin": float(r.margin or 0.0)})
+        ids = [next(rendered) for _ in r.responses]
+        truncated += sum(len(x) > max_length for x in ids)
+        rows.append({"input_ids": [x[-max_length:] for x in ids], "group": r.group_of(),
+                     "margin": float(r.margin or 0.0)})
     return rows, truncated
 
 

@@ -27,9 +27,10 @@ for rm; for ppo, generated completion tokens (up to the first EOS) per second of
 (best of up to 5, this process's torch threads, which the runs inherit). FLOPs per token, N = the model's
 parameters: LoRA training 4N (forward 2N + input gradients 2N; no weight gradients for frozen weights);
 dpo adds the reference's 2N forward (6N), except with precompute_ref, whose reference pass runs before
-training and is not timed (4N); ppo per completion token: generation 2N + four scoring forwards (policy,
-reference, critic, reward model) 8N + ppo_epochs x (policy and critic updates, 4N each), 26N at 2 epochs,
-prompt positions not counted (a lower bound; TRL 1.12 also trains its whole critic, 6N not 4N).
+training and is not timed (4N); ppo per position (prompt and completion tokens; the ratio column still
+compares completion tokens/s): generation 2N (prefill and decoding) + four scoring forwards (policy,
+reference, critic, reward model) 8N + ppo_epochs x (policy and critic updates, 4N each), 26N at 2 epochs
+(a lower bound for TRL 1.12, which trains its whole critic, 6N not 4N).
 Prints a markdown table for bench/README.md with the date, the machine and the command line.
 """
 
@@ -78,9 +79,16 @@ def flops_per_token(stage: str, side: str, result: dict) -> int:
     """FLOPs per counted token in units of N (see the module docstring)."""
     if stage == "dpo":
         return 4 if side == "align-precompute" else 6
-    if stage == "ppo":
+    if stage == "ppo":  # per position (prompt + completion token), see flop_fraction
         return 2 + 8 + 8 * result.get("ppo_epochs", 2)
     return 4
+
+
+def flop_fraction(r: dict, n_params: int, fp32_gflops: float) -> float:
+    """% of the fp32 matmul limit: FLOPs done per second of training over the measured matmul rate. PPO's
+    work is per position (prompt and completion tokens) rather than per counted completion token."""
+    done = r.get("positions", r["tokens"]) * flops_per_token(r["stage"], r["side"], r) * n_params
+    return 100 * done / r["train_seconds"] / (fp32_gflops * 1e9)
 
 
 def machine() -> list[str]:
@@ -178,7 +186,7 @@ def table(rows: list[dict], n_params: int, fp32_gflops: float) -> list[str]:
             continue
         tps = r["tokens"] / r["train_seconds"]
         ratio = f"{tps / peer[r['stage']]:.2f}" if r["stage"] in peer else "n/a"
-        flops = 100 * tps * flops_per_token(r["stage"], r["side"], r) * n_params / (fp32_gflops * 1e9)
+        flops = flop_fraction(r, n_params, fp32_gflops)
         out.append(f"| {r['stage']} | {r['label']} | {tps:.1f} | {ratio} | {r['peak_rss_gb']:.2f} | "
                    f"{r['metric']}={r['value']:.4f} | {flops:.1f}% |")
     return out
@@ -191,8 +199,10 @@ def details(rows: list[dict]) -> list[str]:
             lines = r["error"].splitlines() or [""]
             out.append(f"- {r['stage']} {r['label']}: FAILED: {lines[0]} ... {lines[-1]}")
             continue
+        unit = "position" if "positions" in r else "token"
         out.append(f"- {r['stage']} {r['label']}: {r['tokens']:.0f} tokens in {r['train_seconds']:.1f} s of training "
-                   f"({flops_per_token(r['stage'], r['side'], r)}N FLOPs/token), process {r['wall_seconds']:.0f} s"
+                   + (f"({r['positions']:.0f} positions) " if "positions" in r else "")
+                   + f"({flops_per_token(r['stage'], r['side'], r)}N FLOPs/{unit}), process {r['wall_seconds']:.0f} s"
                    + (f"; {r['detail']}" if r.get("detail") else ""))
     return out
 

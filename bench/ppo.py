@@ -41,7 +41,7 @@ def run_align(recipe, stage, run_dir: Path, train: list, steps: int) -> tuple[ob
     summary = trainer.train(train, ppo.rm_reward(rm, tok, stage.max_length, stage.eval_batch_size))
     total = time.perf_counter() - start  # the rest of a step, as for TRL below: scoring (RM included) + updates
     return policy, {"gen_seconds": summary["gen_seconds"], "train_seconds": total - summary["gen_seconds"],
-                    "tokens": summary["rollout_tokens"]}
+                    "tokens": summary["rollout_tokens"], "prompt_tokens": summary["rollout_prompt_tokens"]}
 
 
 def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path) -> tuple[object, dict]:
@@ -56,7 +56,7 @@ def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path) ->
     policy = load_model(spec, "causal_lm", init=run_dir / "sft", trainable=False).requires_grad_(False)
     value = load_model(spec, "reward", init=run_dir / "rm", trainable=False).requires_grad_(True)
     rm = load_artifact(run_dir / "rm", spec)
-    timing = {"gen_seconds": 0.0, "tokens": 0}
+    timing = {"gen_seconds": 0.0, "tokens": 0, "prompt_tokens": 0}
     original = module.batch_generation
 
     def timed(*args, **kwargs):  # generation time and generated tokens, the rest of a step is training
@@ -66,6 +66,9 @@ def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path) ->
         responses = out_ids[:, args[1].shape[1]:]
         first_eos = (responses == tok.eos_token_id).int().cumsum(1)
         timing["tokens"] += int(((first_eos == 0) | ((first_eos == 1) & (responses == tok.eos_token_id))).sum())
+        # queries are left-padded; pad is <|im_end|>, which prompts also contain: count from the first non-pad
+        queries = args[1]
+        timing["prompt_tokens"] += int((queries.shape[1] - (queries != tok.pad_token_id).int().argmax(1)).sum())
         return out_ids, logits
     module.batch_generation = timed
     ids = prompt_ids(tok, train, gen.max_prompt_length)
@@ -111,13 +114,14 @@ def measure(name: str, a: argparse.Namespace, out: Path) -> tuple[dict, dict, ob
 def perf(side: str, a: argparse.Namespace, work: Path) -> dict:
     """bench/perf.py's PPO pair: align's ppo stage ("align") or TRL 1.12's PPOTrainer ("peer", which needs
     trl 1.12 first on PYTHONPATH). Tokens: generated completion tokens up to and including the first EOS;
-    seconds: the whole PPO steps (generation, scoring and updates)."""
+    seconds: the whole PPO steps (generation, scoring and updates); positions: prompt + completion tokens, what
+    the scoring forwards and the updates process."""
     m, t, stage = measure("align" if side == "align" else "trl", a, work / "trl")
     return {"tokens": t["tokens"], "train_seconds": t["gen_seconds"] + t["train_seconds"],
             "metric": "heldout_reward_gain", "value": m["reward"] - m["reward_start"],
             "detail": f"reward {m['reward_start']:.3f} -> {m['reward']:.3f}, win rate {m['win_rate']:.3f}, "
                       f"KL {m['kl']:.2f}, rollout tok/s {t['tokens'] / t['gen_seconds']:.1f}",
-            "ppo_epochs": stage.ppo_epochs}
+            "ppo_epochs": stage.ppo_epochs, "positions": t["tokens"] + t["prompt_tokens"]}
 
 
 def main() -> None:

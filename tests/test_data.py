@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from align.data import load_split, parse_chat, read_records, tokenize_chat
+from align.data import load_split, parse_chat, read_records, render_chats, tokenize_chat
 from align.errors import AlignError
 from align.models import load_tokenizer
 from align.schema import DataSpec, ModelSpec
@@ -67,6 +67,17 @@ def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
     assert learned == "four<|im_end|>\nsat on the mat<|im_end|>\n"
     prompt = tok.decode([t for t, m in zip(ids, mask) if not m])
     assert "what is two plus two" in prompt and "<|im_start|>assistant\n" in prompt and "four" not in prompt
+
+
+def test_batched_rendering_gives_the_ids_of_one_chat_template_call_each(tiny_model_dir):
+    tok = load_tokenizer(ModelSpec(name=str(tiny_model_dir)))
+    chats = [[{"role": "user", "content": f"question {i} " * i}, {"role": "assistant", "content": f"answer {i}"}]
+             for i in range(1, 6)]
+    for generation_prompt in (False, True):
+        rows = render_chats(tok, chats, generation_prompt, batch_size=2)  # three batches, the last one short
+        expected = [list(tok.apply_chat_template(c, tokenize=True, add_generation_prompt=generation_prompt)
+                         ["input_ids"]) for c in chats]
+        assert rows == expected and len({len(r) for r in rows}) == 5
 
 
 def test_mix_in_adds_the_asked_share_of_general_records(tmp_path):

@@ -115,9 +115,19 @@ class Rollouts:
     mask: torch.Tensor  # [N, R]: 1 on completion tokens (EOS included)
     prompt_width: int
 
-    def rows(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids[idx], "attention_mask": self.attention_mask[idx],
-                "position_ids": self.position_ids[idx]}
+    def rows(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int, int]:
+        """Rows `idx` without the columns that are padding in all of them (the batch is padded to its longest
+        prompt and completion; a micro-batch's are often shorter): (model inputs, prompt width, completion width).
+        Position ids come from the whole batch's mask, so the cut changes no real token's position."""
+        prompt = int(self.attention_mask[idx, :self.prompt_width].sum(1).max())
+        answer = int(self.mask[idx].sum(1).max())
+        cols = slice(self.prompt_width - prompt, self.prompt_width + answer)
+        return ({"input_ids": self.input_ids[idx, cols], "attention_mask": self.attention_mask[idx, cols],
+                 "position_ids": self.position_ids[idx, cols]}, prompt, answer)
+
+    def by_length(self, idx: torch.Tensor, size: int) -> list[torch.Tensor]:
+        """`idx` split into micro-batches of `size` rows of similar length, so that `rows` cuts more padding."""
+        return list(idx[self.attention_mask[idx].sum(1).argsort(stable=True)].split(size))
 
 
 def collate(completions: Sequence[Completion], pad_id: int) -> Rollouts:
@@ -256,7 +266,9 @@ class PPOTrainer:
                  "entropy": rl.masked_mean(entropy, ro.mask, total=total).item(),
                  "response_length": lengths.mean().item(),
                  "eos_rate": distributed.gather(finished.float()).mean().item(), "gen_seconds": gen_seconds,
-                 "gen_tokens": lengths.sum().item(), "value_mean": rl.masked_mean(values, ro.mask, total=total).item(),
+                 "gen_tokens": lengths.sum().item(),
+                 "prompt_tokens": distributed.gather(ro.attention_mask[:, :ro.prompt_width].sum(1)).sum().item(),
+                 "value_mean": rl.masked_mean(values, ro.mask, total=total).item(),
                  "explained_variance": rl.explained_variance(values, returns, ro.mask, total=total),
                  "train_seconds": time.perf_counter() - started}
         batch = {"ro": ro, "old_logprobs": old_lp, "values": values, "advantages": advantages, "returns": returns}
@@ -264,14 +276,17 @@ class PPOTrainer:
 
     def _score_tokens(self, ro: Rollouts) -> tuple[torch.Tensor, ...]:
         """Old and reference log-probs, values and entropies, in micro-batches of the update's layout."""
-        temperature, out = self.stage.generation.temperature, []
-        for idx in torch.arange(len(ro.mask)).split(self.stage.batch_size):
-            rows = ro.rows(idx)
-            lp, ent = policy_forward(self.policy, rows, ro.prompt_width, temperature, entropy=True)
+        temperature, width, out = self.stage.generation.temperature, ro.mask.shape[1], []
+        order = ro.by_length(torch.arange(len(ro.mask)), self.stage.batch_size)
+        for idx in order:
+            rows, prompt, answer = ro.rows(idx)
+            lp, ent = policy_forward(self.policy, rows, prompt, temperature, entropy=True)
             with _reference(self.policy, self.reference) as ref:
-                ref_lp, _ = policy_forward(ref, rows, ro.prompt_width, temperature)
-            out.append((lp, ref_lp, value_forward(self.value, rows, ro.prompt_width), ent))
-        return tuple(torch.cat(parts) for parts in zip(*out))
+                ref_lp, _ = policy_forward(ref, rows, prompt, temperature)
+            parts = (lp, ref_lp, value_forward(self.value, rows, prompt), ent)
+            out.append([torch.nn.functional.pad(x, (0, width - answer)) for x in parts])  # back to the batch's width
+        back = torch.cat(order).argsort()
+        return tuple(torch.cat(parts)[back] for parts in zip(*out))
 
     def update(self, batch: dict) -> dict[str, float]:
         """`ppo_epochs` passes of clipped policy and value updates over shuffled minibatches."""
@@ -282,8 +297,9 @@ class PPOTrainer:
             order = torch.randperm(len(ro.mask))
             for minibatch in order.split(s.batch_size * s.grad_accum):
                 self.optimizer.zero_grad(set_to_none=True)
-                for idx in minibatch.split(s.batch_size):
-                    stats = self._micro_step(batch, idx, len(minibatch.split(s.batch_size)))
+                micro = ro.by_length(minibatch, s.batch_size)  # any split sums to the minibatch's gradient
+                for idx in micro:
+                    stats = self._micro_step(batch, idx, len(micro))
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v
                     n_micro += 1
@@ -297,13 +313,13 @@ class PPOTrainer:
 
     def _micro_step(self, batch: dict, idx: torch.Tensor, accum: int) -> dict[str, float]:
         s, ro = self.stage, batch["ro"]
-        rows, mask = ro.rows(idx), ro.mask[idx]
-        logprobs, _ = policy_forward(self.policy, rows, ro.prompt_width, s.generation.temperature)
-        values = value_forward(self.value, rows, ro.prompt_width)
-        pg_loss, pg_stats = rl.policy_loss(logprobs, batch["old_logprobs"][idx], batch["advantages"][idx], mask,
-                                           s.cliprange)
-        vf_loss, vf_stats = rl.value_loss(values, batch["values"][idx], batch["returns"][idx], mask,
-                                          s.cliprange_value)
+        rows, prompt, answer = ro.rows(idx)
+        old = {k: batch[k][idx, :answer] for k in ("old_logprobs", "advantages", "values", "returns")}
+        mask = ro.mask[idx, :answer]
+        logprobs, _ = policy_forward(self.policy, rows, prompt, s.generation.temperature)
+        values = value_forward(self.value, rows, prompt)
+        pg_loss, pg_stats = rl.policy_loss(logprobs, old["old_logprobs"], old["advantages"], mask, s.cliprange)
+        vf_loss, vf_stats = rl.value_loss(values, old["values"], old["returns"], mask, s.cliprange_value)
         loss = pg_loss + s.vf_coef * vf_loss
         if not torch.isfinite(loss):
             raise AlignError(f"stage {s.name}: training loss became {loss.item()} at PPO step {self.step + 1}",
@@ -365,10 +381,11 @@ def summarize(history: list[dict[str, float]], ppo_epochs: int = 1) -> dict[str,
     if not history:
         return {}
     gen_s, train_s = sum(h["gen_seconds"] for h in history), sum(h["train_seconds"] for h in history)
-    tokens = sum(h["gen_tokens"] for h in history)
+    tokens, prompt_tokens = sum(h["gen_tokens"] for h in history), sum(h["prompt_tokens"] for h in history)
     return {"ppo_steps": len(history), "train_reward_first": history[0]["reward_mean"],
             "train_reward_last": history[-1]["reward_mean"], "train_kl_last": history[-1]["kl"],
             "train_kl_max": max(h["kl"] for h in history), "kl_coef_final": history[-1]["kl_coef"],
             "gen_seconds": gen_s, "train_seconds": train_s, "rollout_tokens": tokens,
+            "rollout_prompt_tokens": prompt_tokens,
             "rollout_tokens_per_second": tokens / gen_s if gen_s else 0.0,
             "train_tokens_per_second": tokens * ppo_epochs / train_s if train_s else 0.0}

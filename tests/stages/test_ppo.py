@@ -45,18 +45,24 @@ def make_trainer(spec: ModelSpec, **overrides) -> ppo.PPOTrainer:
 
 
 def test_update_logprobs_equal_rollout_logprobs(spec):
-    """The first PPO ratio is exactly 1: rollouts and updates share one padded layout and positions."""
+    """The first PPO ratio is 1: an update's micro-batch, cut to its own widths, gives the rollout's log-probs
+    (scored in other micro-batches) to float precision; the positions survive the cut."""
     trainer = make_trainer(spec)
     batch, _ = trainer.rollout(trainer.batch_prompts(PROMPTS), even_tokens)
     ro, idx = batch["ro"], torch.tensor([5, 0, 11])
-    again, _ = ppo.policy_forward(trainer.policy, ro.rows(idx), ro.prompt_width, 1.0)
-    assert torch.equal(again, batch["old_logprobs"][idx])
+    rows, prompt, answer = ro.rows(idx)
+    assert rows["input_ids"].shape[1] == prompt + answer <= ro.input_ids.shape[1]
+    again, _ = ppo.policy_forward(trainer.policy, rows, prompt, 1.0)
+    mask = ro.mask[idx, :answer].bool()
+    torch.testing.assert_close(again[mask], batch["old_logprobs"][idx, :answer][mask], atol=1e-5, rtol=1e-5)
+    assert not batch["old_logprobs"][idx, answer:].any()  # nothing past the rows' longest completion
     # and they are the log-probs of the sampled tokens (independent implementation, right padding)
     tok = trainer.tok
     completions = generate(trainer.policy, tok, prompt_ids(tok, PROMPTS), 8, 1.0, seed=3)
     expected = completion_logprobs(trainer.policy, completions, tok.pad_token_id)
     ro2 = ppo.collate(completions, tok.pad_token_id)
-    got, _ = ppo.policy_forward(trainer.policy, ro2.rows(torch.arange(len(PROMPTS))), ro2.prompt_width, 1.0)
+    rows, prompt, _ = ro2.rows(torch.arange(len(PROMPTS)))
+    got, _ = ppo.policy_forward(trainer.policy, rows, prompt, 1.0)
     for row, exp in zip(got, expected):
         torch.testing.assert_close(row[:len(exp)], exp, atol=1e-5, rtol=1e-5)
 
