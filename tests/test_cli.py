@@ -33,3 +33,16 @@ def test_run_with_override_and_force(tmp_path, tiny_model_dir, sft_files):
     assert main(["run", str(path), "stages.sft.max_steps=2"]) == 0
     assert (tmp_path / "run" / "sft" / "artifact.json").exists()
     assert main(["run", str(path), "stages.sft.max_steps=2", "--force", "nope"]) == 2
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`align runs | head -1`: the pipe closes while align writes; exit 0, nothing on stderr."""
+    code = ("import argparse, sys\nimport align.cli as cli\n"
+            "def many(args):\n    for i in range(200000):\n        print('row', i)\n    return 0\n"
+            "p = argparse.ArgumentParser()\np.add_argument('--debug', action='store_true')\np.set_defaults(func=many)\n"
+            "cli._parser = lambda: p\nsys.exit(cli.main([]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"row 0\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
