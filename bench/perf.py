@@ -1,6 +1,6 @@
 """Performance harness: each align stage against the plain-library script a user would write instead.
 
-    . .venv/bin/activate && python bench/perf.py                  # all four pairs (sized for < 30 min, 2 idle cores)
+    . .venv/bin/activate && python bench/perf.py                  # all four pairs (90 min on the project's 2 cores)
     python bench/perf.py --stages sft,rm --steps 4                 # a subset, fewer steps
     python bench/perf.py --profile sft                             # top-15 ops by self CPU time of align's stage
 
@@ -52,8 +52,8 @@ from common import MODEL, ROOT, report, spawn
 
 STAGES = ("sft", "rm", "dpo", "ppo")
 # per stage: default steps (--steps overrides), learning rate (the same on both sides), held-out examples
-# Sized for < 30 min on 2 idle cores: the TRL peers' default bf16 autocast ran at ~4.5 tokens/s per thread here
-# (a CPU without bf16 instructions: 0.3 GFLOP/s bf16 matmul, 85 fp32), so they take most of the time.
+# The TRL peers' default bf16 autocast ran at 2-5 tokens/s here (a CPU without bf16 instructions: 0.3 GFLOP/s bf16
+# matmul, 88 fp32) and took 83% of a 90-minute run (bench/README.md); fewer steps than these measure nothing.
 SETTINGS = {"sft": {"steps": 4, "lr": 3e-4, "eval": 0}, "rm": {"steps": 3, "lr": 3e-4, "eval": 40},
             "dpo": {"steps": 3, "lr": 5e-4, "eval": 24}, "ppo": {"steps": 3, "lr": None, "eval": 16}}
 RUNS = {"sft": [("align", "align sft"), ("peer", "TRL SFTTrainer")],
