@@ -22,6 +22,13 @@ RESULT = "RESULT "
 # TRL's (transformers') default schedule, given to align's stages where the harness compares them with a plain
 # TRL script, so that both sides step the same learning rates (align's own default: 3% warm-up, cosine)
 TRL_SCHEDULE = {"warmup_ratio": 0.0, "lr_scheduler": "linear"}
+PEERS = ("defaults", "fp32")
+
+
+def peer_precision(peer: str) -> dict[str, bool]:
+    """The TRL config fields of a peer's precision: "defaults" keeps TRL's (bf16 autocast unless fp16, on CPU
+    too); "fp32" is TRL's defaults with `bf16=False`, the one change a user makes where bf16 is slower."""
+    return {} if peer == "defaults" else {"bf16": False}
 
 
 def run_stage(work: Path, name: str, data: dict[str, Any], stage: dict[str, Any]) -> dict:
@@ -51,8 +58,11 @@ def peak_rss_gb() -> float:
 
 
 def report(out: dict) -> None:
-    """In a child: print the run's result for `spawn`, with the process's peak RSS unless already taken."""
+    """In a child: print the run's result for `spawn`, with the process's peak RSS unless already taken, and
+    its system time and minor page faults (large tensors freed and allocated again each step show there)."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
     out.setdefault("peak_rss_gb", peak_rss_gb())
+    out |= {"sys_seconds": use.ru_stime, "user_seconds": use.ru_utime, "minor_faults": use.ru_minflt}
     print(RESULT + json.dumps(out), flush=True)
 
 

@@ -10,7 +10,7 @@ fresh subprocess, run one after another, so its peak RSS is its own:
   align precompute the same with `precompute_ref: true`
   TRL              `DPOTrainer(model, peft_config=LoraConfig(...), args=DPOConfig(...))` with TRL's defaults
                    for everything the comparison does not fix (bf16 autocast where supported, gradient
-                   checkpointing on; PEFT's default LoRA dropout, 0)
+                   checkpointing on; PEFT's default LoRA dropout, 0); `--peer fp32`: with `bf16=False`
 Reported: training tokens/s (TRL's own count of non-padding tokens, chosen + rejected), its ratio to
 TRL, peak RSS of the process, and held-out implicit-reward accuracy and margin (TRL's evaluate on the
 same held-out pairs, in fp32 on both sides). The stage's generation-based evaluation is skipped here: it
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HH, MODEL, TRL_SCHEDULE, fp32_model, report, run_stage, spawn
+from common import HH, MODEL, PEERS, TRL_SCHEDULE, fp32_model, peer_precision, report, run_stage, spawn
 
 
 def split(a: argparse.Namespace, work: Path) -> tuple[Path, Path]:
@@ -72,7 +72,8 @@ def run_trl(a: argparse.Namespace, work: Path) -> dict:
                        "rejected": [{"role": "assistant", "content": r["rejected"]}]}
     args = DPOConfig(output_dir=str(work / "trl"), learning_rate=a.lr, max_steps=a.steps,
                      per_device_train_batch_size=a.batch, per_device_eval_batch_size=8, max_length=a.max_length,
-                     logging_steps=5, report_to=[], save_strategy="no", use_cpu=True, seed=42)
+                     logging_steps=5, report_to=[], save_strategy="no", use_cpu=True, seed=42,
+                     **peer_precision(a.peer))
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
                          train_dataset=Dataset.from_list([convo(r) for r in rows(train)]),
                          eval_dataset=Dataset.from_list([convo(r) for r in rows(evals)]),
@@ -108,6 +109,7 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=48)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--peer", choices=PEERS, default="defaults", help="TRL's precision (fp32: bf16=False)")
     p.add_argument("--one", choices=["align", "align-precompute", "trl"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:

@@ -9,6 +9,7 @@ same response length, temperature, rollout batch, minibatches, PPO epochs and le
 trainer: held-out RM reward of the starting policy and after training, RM-judged win rate and KL to the
 start (`align.hooks.compare_policies`, identical for both), and tokens/s of rollout generation and of the
 rest of each step (scoring forwards + updates), split by timing the generation calls.
+TRL runs in fp32 (`bf16=False`) unless `--peer defaults`.
 Differences that remain (each trainer as shipped): align normalises RM scores on the first rollout batch
 and trains a LoRA critic; TRL uses raw scores and trains the whole critic.
 `perf` is the PPO pair of bench/perf.py (one trainer per process there).
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import PEERS, peer_precision
 
 from align.data import load_split, parse_prompt
 from align.generation import prompt_ids
@@ -44,7 +46,7 @@ def run_align(recipe, stage, run_dir: Path, train: list, steps: int) -> tuple[ob
                     "tokens": summary["rollout_tokens"], "prompt_tokens": summary["rollout_prompt_tokens"]}
 
 
-def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path) -> tuple[object, dict]:
+def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path, peer: str) -> tuple[object, dict]:
     from datasets import Dataset
     from peft import LoraConfig
     from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -80,8 +82,8 @@ def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path) ->
         temperature=gen.temperature, stop_token="eos", missing_eos_penalty=stage.missing_eos_penalty,
         kl_coef=stage.kl_coef, learning_rate=stage.learning_rate, lr_scheduler_type="linear", vf_coef=stage.vf_coef,
         cliprange=stage.cliprange, cliprange_value=stage.cliprange_value, gamma=stage.gamma, lam=stage.lam,
-        num_sample_generations=0, report_to=[], save_strategy="no", use_cpu=True, bf16=False, seed=recipe.seed,
-        logging_steps=1)
+        num_sample_generations=0, report_to=[], save_strategy="no", use_cpu=True, seed=recipe.seed,
+        logging_steps=1, **peer_precision(peer))
     lora = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
                       target_modules=spec.lora.target_modules, task_type="CAUSAL_LM")
     trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=None, reward_model=rm,
@@ -91,7 +93,8 @@ def run_trl(recipe, stage, run_dir: Path, train: list, steps: int, out: Path) ->
     total = time.perf_counter() - start
     module.batch_generation = original
     tok.padding_side = "right"
-    return trainer.model.policy, timing | {"train_seconds": total - timing["gen_seconds"]}
+    recompute = bool(getattr(trainer.model.policy, "is_gradient_checkpointing", False))
+    return trainer.model.policy, timing | {"train_seconds": total - timing["gen_seconds"], "recompute": recompute}
 
 
 def measure(name: str, a: argparse.Namespace, out: Path) -> tuple[dict, dict, object]:
@@ -105,7 +108,7 @@ def measure(name: str, a: argparse.Namespace, out: Path) -> tuple[dict, dict, ob
     if name == "align":
         policy, t = run_align(recipe, stage, run_dir, train, a.steps)
     else:
-        policy, t = run_trl(recipe, stage, run_dir, train, a.steps, out)
+        policy, t = run_trl(recipe, stage, run_dir, train, a.steps, out, a.peer)
     rm, tok = load_artifact(run_dir / "rm", recipe.model), load_tokenizer(recipe.model)
     m, _ = compare_policies(policy, tok, evals, stage.generation, judge=rm, judge_max_length=stage.max_length)
     return m | {"heldout_prompts": len(evals)}, t, stage
@@ -120,7 +123,9 @@ def perf(side: str, a: argparse.Namespace, work: Path) -> dict:
     return {"tokens": t["tokens"], "train_seconds": t["gen_seconds"] + t["train_seconds"],
             "metric": "heldout_reward_gain", "value": m["reward"] - m["reward_start"],
             "detail": f"reward {m['reward_start']:.3f} -> {m['reward']:.3f}, win rate {m['win_rate']:.3f}, "
-                      f"KL {m['kl']:.2f}, rollout tok/s {t['tokens'] / t['gen_seconds']:.1f}",
+                      f"KL {m['kl']:.2f}, rollout tok/s {t['tokens'] / t['gen_seconds']:.1f}"
+                      + (f", policy gradient checkpointing {'on' if t['recompute'] else 'off'}" if "recompute" in t
+                         else ""),
             "ppo_epochs": stage.ppo_epochs, "positions": t["tokens"] + t["prompt_tokens"]}
 
 
@@ -130,6 +135,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--eval", type=int, default=35, help="held-out prompts")
     parser.add_argument("--only", choices=["align", "trl"])
+    parser.add_argument("--peer", choices=PEERS, default="fp32", help="TRL's precision (defaults: bf16 autocast)")
     a = parser.parse_args()
     rows = []
     for name in (["align", "trl"] if a.only is None else [a.only]):

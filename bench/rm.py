@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HH, MODEL, SHARED, TRL_SCHEDULE, fp32_model, run_stage
+from common import HH, MODEL, PEERS, SHARED, TRL_SCHEDULE, fp32_model, peer_precision, run_stage
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
@@ -57,7 +57,8 @@ def run_trl(work: Path, train: list[Ranking], evals: list[Ranking], a: argparse.
     Default: align's model loader and align's training settings (fp32, no gradient checkpointing, the
     stage's warmup and schedule), so only the trainer differs. `plain`: the script a user would write,
     `RewardTrainer(AutoModelForSequenceClassification, peft_config=LoraConfig(...), args=RewardConfig(...))`
-    with TRL's defaults for everything the comparison does not fix (bf16 autocast, gradient checkpointing).
+    with TRL's defaults for everything the comparison does not fix (bf16 autocast, gradient checkpointing),
+    or with `bf16=False` as well where `a.peer` is "fp32".
     """
     spec = ModelSpec(name=MODEL)
     tok = load_tokenizer(spec)
@@ -71,7 +72,7 @@ def run_trl(work: Path, train: list[Ranking], evals: list[Ranking], a: argparse.
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(resolve_model(MODEL), num_labels=1)
-        args, extra = RewardConfig(**fixed), {"peft_config": LoraConfig(
+        args, extra = RewardConfig(**fixed, **peer_precision(a.peer)), {"peft_config": LoraConfig(
             r=16, lora_alpha=32, target_modules="all-linear", task_type="SEQ_CLS")}
     else:
         model, extra = load_model(spec, "reward"), {}
@@ -152,6 +153,7 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=80, help="held-out prompts")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--peer", choices=PEERS, default="defaults", help="TRL's precision (fp32: bf16=False)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for part, fn in (("hh", part_hh), ("oasst", part_oasst)):

@@ -10,7 +10,8 @@ shuffling with seed 42), steps, batch, max length and learning rate:
          compare (the compute is the same either way); and TRL's schedule (no warm-up, linear decay)
   peer   `SFTTrainer(model, args=SFTConfig(...), peft_config=LoraConfig(r=16, lora_alpha=32,
          target_modules="all-linear"))` with TRL's defaults for everything else (on CPU: bf16 autocast
-         and gradient checkpointing; `use_cpu=True` there, which transformers requires with bf16 on CPU)
+         and gradient checkpointing; `use_cpu=True` there, which transformers requires with bf16 on CPU),
+         or with `bf16=False` as well (bench/perf.py's `--peer fp32`)
 Tokens: TRL's own count of non-padding tokens trained on (`num_tokens`; the same trainer class on both
 sides). Key metric: held-out loss, the mean next-token loss over every token of reward_data/sft/eval.jsonl
 (each chat rendered by the chat template and cut to max_length), computed by the same function
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import MODEL, ROOT, TRL_SCHEDULE, fp32_model, peak_rss_gb, run_stage
+from common import MODEL, ROOT, TRL_SCHEDULE, fp32_model, peak_rss_gb, peer_precision, run_stage
 
 TRAIN = ROOT / "reward_data" / "sft" / "train.jsonl"
 EVAL = ROOT / "reward_data" / "sft" / "eval.jsonl"
@@ -70,7 +71,8 @@ def run_trl(a: argparse.Namespace, work: Path) -> dict:
     chats = Dataset.from_list([{"messages": rec["messages"]} for _, _, rec in read_records(str(TRAIN))])
     args = SFTConfig(output_dir=str(work / "trl"), learning_rate=a.lr, max_steps=a.steps,
                      per_device_train_batch_size=a.batch, max_length=a.max_length, report_to=[],
-                     save_strategy="no", use_cpu=not torch.cuda.is_available(), seed=42)  # bf16 on CPU needs it
+                     save_strategy="no", use_cpu=not torch.cuda.is_available(), seed=42,  # bf16 on CPU needs it
+                     **peer_precision(a.peer))
     tok = AutoTokenizer.from_pretrained(path)
     trainer = SFTTrainer(AutoModelForCausalLM.from_pretrained(path), args=args, train_dataset=chats,
                          processing_class=tok, peft_config=LoraConfig(r=16, lora_alpha=32,

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.utils import pad
 
@@ -148,8 +149,7 @@ class RankingRewardTrainer(RewardTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
         prompt, group, margin = inputs.pop("prompt"), inputs.pop("group"), inputs.pop("margin")
-        outputs = model(**inputs, use_cache=False)
-        rewards = outputs.logits.squeeze(-1)
+        rewards = row_rewards(model, inputs["input_ids"], inputs["attention_mask"])
         if self.loss_kind == "plackett_luce":
             loss = plackett_luce_loss(rewards, prompt, group)
         else:
@@ -164,7 +164,28 @@ class RankingRewardTrainer(RewardTrainer):
             self._metrics[mode]["accuracy"].append((rewards[w] > rewards[lo]).float().mean().item())
             self._metrics[mode]["mean_reward"].append(rewards.mean().item())
             self._metrics[mode]["num_tokens"] = [self.train_tokens]
-        return (loss, outputs) if return_outputs else loss
+        return (loss, SequenceClassifierOutputWithPast(logits=rewards[:, None])) if return_outputs else loss
+
+
+def row_rewards(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Each row's reward; from two forwards when that computes at least 10% fewer padded positions than one:
+    the rows (right-padded) sorted by length and cut where the short part is narrowest for its rows. A row's
+    reward does not depend on the padding after it, so the loss and gradients are those of one forward.
+    Under DDP one forward: its gradient hooks allow one forward per backward."""
+    lengths = attention_mask.sum(1)
+    order = lengths.argsort(stable=True)
+    n, widths = len(order), lengths[order]
+    cost = torch.arange(1, n + 1) * widths + torch.arange(n - 1, -1, -1) * widths[-1]  # cut after row i
+    cut = int(cost.argmin()) + 1
+    if cost[cut - 1] > 0.9 * n * widths[-1] or isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        cut = n
+    rewards = []
+    for idx in (order[:cut], order[cut:]):
+        if len(idx):
+            width = int(lengths[idx].max())
+            out = model(input_ids=input_ids[idx, :width], attention_mask=attention_mask[idx, :width], use_cache=False)
+            rewards.append(out.logits.squeeze(-1))
+    return torch.cat(rewards)[order.argsort()]
 
 
 def evaluate_rm(model: Any, rows: list[dict], rankings: list[Ranking], pad_token_id: int, batch_size: int,

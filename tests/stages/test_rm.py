@@ -22,6 +22,7 @@ from align.stages.rm import (
     bradley_terry_loss,
     evaluate_rm,
     plackett_luce_loss,
+    row_rewards,
 )
 from tests.conftest import write_jsonl
 
@@ -77,6 +78,31 @@ def test_collator_scores_each_response_once_per_prompt():
     assert batch["input_ids"].shape == (5, 3)  # K rows per prompt, not two per pair
     assert batch["prompt"].tolist() == [0, 0, 0, 1, 1] and batch["group"].tolist() == [1, 0, 1, 0, 1]
     assert batch["margin"].tolist() == [0.0, 1.5] and batch["attention_mask"][1].tolist() == [1, 0, 0]
+
+
+def test_rows_of_mixed_lengths_get_the_rewards_and_gradients_of_one_padded_forward(tiny_model_dir):
+    model = load_model(ModelSpec(name=str(tiny_model_dir)), "reward")
+    lengths = [40, 6, 38, 5, 7, 36]  # three short rows would be padded to 40 in one forward
+    ids = torch.full((len(lengths), 40), model.config.pad_token_id)  # the reward is read before the first pad
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        ids[i, :n], mask[i, :n] = torch.randint(3, 200, (n,), generator=torch.Generator().manual_seed(i)), 1
+    forwards = []
+    model.register_forward_hook(lambda module, args, kwargs, out: forwards.append(kwargs["input_ids"].shape),
+                                with_kwargs=True)
+    grads = []
+    for rewards in (lambda: row_rewards(model, ids, mask),
+                    lambda: model(input_ids=ids, attention_mask=mask, use_cache=False).logits.squeeze(-1)):
+        model.zero_grad()
+        r = rewards()
+        (r * torch.arange(len(lengths))).sum().backward()  # a different weight per row: each row's gradient counts
+        grads.append((r.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    assert forwards[:2] == [(3, 7), (3, 40)]  # the short rows at their own width
+    (split, g_split), (one, g_one) = grads
+    assert torch.allclose(split, one, atol=1e-5)
+    assert all(torch.allclose(g_split[n], g_one[n], atol=1e-5, rtol=1e-4) for n in g_one)
+    row_rewards(model, torch.ones(4, 5, dtype=torch.long), torch.ones(4, 5, dtype=torch.long))  # equal lengths
+    assert forwards[-1] == (4, 5)
 
 
 def test_trains_every_trainable_parameter_and_no_frozen_one(tiny_model_dir, tmp_path):
