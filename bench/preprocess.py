@@ -8,9 +8,12 @@ with a number so that no step is a lookup of an earlier row. Timed one after ano
 the embedded SmolLM2's tokenizer and chat template:
   read       `align.rankings.read_rankings`: JSONL parsed, every record checked (hh-rlhf transcripts split
              into messages), what every rm and dpo stage does first
-  rm         `align.rankings.tokenize_rankings`: one row per prompt, each response rendered with the chat template
+  rm         `align.stages.rm.tokenized`: `tokenize_rankings` (one row per prompt, each response rendered with
+             the chat template) through the tokenization cache (`align.data.cached_tokens`), first a miss
+             (tokenized and written), then the same call again, as a rerun of the stage: a hit (read back)
   dpo        `align.stages.dpo.preference_pairs` + TRL's `DPOTrainer._prepare_dataset` (a `datasets.map` over
-             the pairs, `dataset_num_proc` processes), what the dpo stage hands to TRL
+             the pairs, `dataset_num_proc` processes) as the dpo stage runs it (`CachedDPOTrainer`): miss, then hit
+The cache is a fresh temporary folder (`ALIGN_CACHE`), so the first calls are misses.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -61,29 +65,34 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=512)
     a = p.parse_args()
 
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     from align.models import load_tokenizer
-    from align.rankings import read_rankings, tokenize_rankings
+    from align.rankings import read_rankings
     from align.schema import ModelSpec
-    from align.stages.dpo import preference_pairs
+    from align.stages.dpo import CachedDPOTrainer, preference_pairs
+    from align.stages.rm import tokenized
 
-    tok = load_tokenizer(ModelSpec(name=MODEL))
+    tok = load_tokenizer(ModelSpec(name=MODEL))  # before ALIGN_CACHE moves: the model's converted copy is there
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["ALIGN_CACHE"] = str(Path(tmp) / "cache")
         path = Path(tmp) / "pairs.jsonl"
         bad = write_pairs(a.pairs, path)
         rankings, read_s = timed("read", read_rankings, str(path))
-        (_, truncated), rm_s = timed("rm", tokenize_rankings, rankings, tok, a.max_length)
+        (_, truncated), rm_s = timed("rm", tokenized, rankings, tok, a.max_length)
+        _, rm_hit_s = timed("rm rerun", tokenized, rankings, tok, a.max_length)
         args = DPOConfig(output_dir=tmp, max_length=a.max_length, dataset_num_proc=a.num_proc, report_to=[],
                          use_cpu=True)
-        prepare = DPOTrainer._prepare_dataset  # the tokenization DPOTrainer runs in __init__, without a model
+        prepare = CachedDPOTrainer._prepare_dataset  # the tokenization the trainer runs in __init__, no model
         owner = SimpleNamespace(_tokenizer=tok)
         ds, dpo_s = timed("dpo", lambda: prepare(owner, preference_pairs(rankings, "all"), tok, args, "train"))
+        _, dpo_hit_s = timed("dpo rerun", lambda: prepare(owner, preference_pairs(rankings, "all"), tok, args, "train"))
     print(f"\n{a.pairs} hh-rlhf pairs ({bad} bad source records left out of the cycle), max_length {a.max_length}, "
           f"DPO dataset_num_proc {a.num_proc}\n")
     print("| step | seconds | pairs/s |\n|---|---|---|")
-    for name, s in (("read and check (rm, dpo)", read_s), ("rm tokenization", rm_s),
-                    ("dpo pairs + TRL tokenization", dpo_s)):
+    for name, s in (("read and check (rm, dpo)", read_s), ("rm tokenization, cache miss", rm_s),
+                    ("rm, cache hit (a rerun)", rm_hit_s), ("dpo pairs + TRL tokenization, cache miss", dpo_s),
+                    ("dpo pairs, cache hit (a rerun)", dpo_hit_s)):
         print(f"| {name} | {s:.1f} | {a.pairs / s:,.0f} |")
     print(f"\nrm rows {len(rankings)} ({truncated} responses cut to max_length); dpo rows {len(ds)}")
 

@@ -21,6 +21,14 @@ CORPUS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _session_cache(request, tmp_path_factory, monkeypatch):
+    """Caches (tokenized data, converted models) in the session's temporary folder, not the user's; slow
+    tests keep the user's, where the embedded model's converted copy is."""
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setenv("ALIGN_CACHE", str(tmp_path_factory.getbasetemp() / "align-cache"))
+
+
 def build_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

@@ -109,3 +109,34 @@ def test_csv_prompt_sets_and_prompt_records(tmp_path):
     assert msgs["prompt"] == [{"role": "user", "content": "q"}]
     with pytest.raises(AlignError, match="line 4: a prompt record needs a non-empty 'prompt'"):
         parse_prompt("f", 4, {"text": "x"})
+
+
+def test_tokenization_is_cached_by_records_and_tokenizer_and_never_half_written(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch):
+    from datasets import Dataset
+
+    from align.data import cached_tokens
+
+    monkeypatch.setenv("ALIGN_CACHE", str(tmp_path / "cache"))
+    tok = load_tokenizer(ModelSpec(name=str(tiny_model_dir)))
+    built = []
+
+    def build(texts: list[str]):
+        def run():
+            built.append(texts)
+            return Dataset.from_dict({"input_ids": tok(texts)["input_ids"]}), {"truncated": len(texts)}
+        return run
+
+    def boom():
+        raise RuntimeError("crash while tokenizing")
+
+    with pytest.raises(RuntimeError):  # a crash leaves nothing that a later run would load
+        cached_tokens("t", ["a dog"], tok, boom)
+    first, counts = cached_tokens("t", ["a dog"], tok, build(["a dog"]))
+    again, counts_again = cached_tokens("t", ["a dog"], tok, boom)  # a hit never builds
+    assert again.to_list() == first.to_list() and counts_again == counts == {"truncated": 1}
+    cached_tokens("t", ["a cat"], tok, build(["a cat"]))  # other records
+    tok.chat_template = tok.chat_template + " "
+    cached_tokens("t", ["a dog"], tok, build(["a dog"]))  # another chat template
+    assert built == [["a dog"], ["a cat"], ["a dog"]]
+    assert len(list((tmp_path / "cache" / "tokenized").iterdir())) == 3

@@ -26,7 +26,7 @@ from typing import Any
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from align.data import distinct, load_split, mix_in
+from align.data import cached_tokens, distinct, load_split, mix_in
 from align.distributed import gathered_state_dict
 from align.errors import AlignError
 from align.hooks import compare_policies
@@ -55,7 +55,7 @@ def run(ctx: StageContext) -> dict:
     args = trainer_args(DPOConfig, ctx, max_length=stage.max_length, beta=stage.beta,
                         precompute_ref_log_probs=stage.precompute_ref, precompute_ref_batch_size=stage.eval_batch_size,
                         **_loss_args(stage.loss, stage.label_smoothing))
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds,
+    trainer = CachedDPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds,
                          eval_dataset=eval_ds if len(eval_ds) else None, processing_class=tok,
                          callbacks=ctx.callbacks())
     drop_reference_adapter(trainer.model)
@@ -78,6 +78,17 @@ def run(ctx: StageContext) -> dict:
     if evals:  # on every rank: under FSDP / ZeRO-3 each forward pass needs them all
         metrics |= _generation_metrics(ctx, trainer.model, tok, distinct(r.prompt for r in evals), ref)
     return metrics
+
+
+class CachedDPOTrainer(DPOTrainer):
+    """TRL's `DPOTrainer`, its tokenization (a per-example `datasets.map`) kept in the tokenization cache."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        def build() -> tuple[Dataset, dict]:
+            return DPOTrainer._prepare_dataset(self, dataset, processing_class, args, dataset_name), {}
+
+        key = [dataset.to_list(), args.max_length, args.truncation_mode]
+        return cached_tokens("dpo", key, processing_class, build)[0]
 
 
 def preference_pairs(rankings: list[Ranking], mode: str) -> Dataset:

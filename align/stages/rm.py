@@ -33,7 +33,7 @@ from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.utils import pad
 
-from align.data import load_split
+from align.data import cached_tokens, load_split
 from align.distributed import gathered_state_dict
 from align.evaluation import ranking_metrics
 from align.generation import score_rankings
@@ -48,15 +48,16 @@ def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
     tok = ctx.tokenizer()
     train, evals = load_split(ctx.data, parse_ranking, ctx.seed)
-    rows, truncated = tokenize_rankings(train, tok, stage.max_length)
-    eval_rows, eval_truncated = tokenize_rankings(evals, tok, stage.max_length)
+    train_ds, truncated = tokenized(train, tok, stage.max_length)
+    eval_ds, eval_truncated = tokenized(evals, tok, stage.max_length)
+    eval_rows = eval_ds.to_list()
     if truncated:
         log.warning("%d training responses are longer than max_length=%d and lost their start",
                     truncated, stage.max_length)
     model = load_model(spec, "reward", init=ctx.init)
     args = trainer_args(RewardConfig, ctx, max_length=stage.max_length, remove_unused_columns=False)
     trainer = RankingRewardTrainer(stage.loss, stage.margin, stage.center_coef, model=model, args=args,
-                                   train_dataset=Dataset.from_list(rows), processing_class=tok,
+                                   train_dataset=train_ds, processing_class=tok,
                                    callbacks=ctx.callbacks())
     metrics: dict[str, Any] = {
         "train_prompts": len(train), "train_responses": sum(len(r.responses) for r in train),
@@ -78,6 +79,18 @@ def run(ctx: StageContext) -> dict:
         metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_after")
     save_model(trainer.model, tok, ctx.out, spec, "reward", ctx.init, gathered_state_dict(trainer))
     return metrics
+
+
+def tokenized(rankings: list[Ranking], tok: Any, max_length: int) -> tuple[Dataset, int]:
+    """`tokenize_rankings` as a dataset, through the tokenization cache; and how many responses were cut."""
+    def build() -> tuple[Dataset, dict]:
+        rows, truncated = tokenize_rankings(rankings, tok, max_length)
+        return Dataset.from_list(rows), {"truncated": truncated}
+
+    if not rankings:
+        return Dataset.from_list([]), 0
+    data, counts = cached_tokens("rm", [rankings, max_length], tok, build)
+    return data, counts["truncated"]
 
 
 @dataclass
