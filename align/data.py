@@ -8,6 +8,7 @@ Raw text for continued pretraining is `{"text": ...}` records, or .txt files rea
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
@@ -299,33 +300,25 @@ def cached_tokens(kind: str, key: Any, tok: Any, build: Callable[[], tuple[Any, 
     and lengths), the tokenizer (vocabulary, special tokens, chat template) and the align, TRL and
     transformers versions. A stage that reruns on the same data with other training settings then skips
     tokenizing (minutes for 100k pairs: bench/README.md). The cache is `$ALIGN_CACHE/tokenized` (default
-    ~/.cache/align/tokenized; delete it at will). An entry is written to a temporary folder and renamed,
-    so a crash never leaves one that looks complete."""
-    import hashlib
-    import os
-    import shutil
-
+    ~/.cache/align/tokenized; delete it at will), each entry written once by `models.cached_folder`, so a
+    crash never leaves one that looks complete."""
     import datasets
     import transformers
     import trl
 
     from align import __version__
-    from align.models import cache_root
+    from align.models import cache_root, cached_folder
 
     backend = getattr(tok, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else sorted(tok.get_vocab().items())
     text = json.dumps([kind, key, type(tok).__name__, vocab, tok.chat_template, tok.all_special_tokens,
                        __version__, trl.__version__, transformers.__version__], default=repr)
-    path = cache_root() / "tokenized" / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
-    if (path / "counts.json").is_file():
-        return datasets.load_from_disk(str(path / "data")), json.loads((path / "counts.json").read_text())
-    data, counts = build()
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    data.save_to_disk(str(tmp / "data"))
-    (tmp / "counts.json").write_text(json.dumps(counts))
-    try:
-        tmp.rename(path)
-    except OSError:  # another process (a second rank) finished the same entry first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return datasets.load_from_disk(str(path / "data")), counts
+
+    def write(folder: Path) -> None:
+        data, counts = build()
+        data.save_to_disk(str(folder / "data"))
+        (folder / "counts.json").write_text(json.dumps(counts))
+
+    path = cached_folder(cache_root() / "tokenized" / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}",
+                         "counts.json", write)
+    return datasets.load_from_disk(str(path / "data")), json.loads((path / "counts.json").read_text())

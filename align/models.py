@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -88,21 +89,34 @@ def resolve_model(name: str) -> str:
 
 def _converted(gguf: Path, dest: Path) -> Path:
     """Dequantize a GGUF file to a safetensors folder once; later loads take the folder (0.2 s, not 30 s)."""
-    if (dest / "config.json").exists():
+    def write(tmp: Path) -> None:
+        log.warning("Converting %s to safetensors in %s (once; about 30 s)", gguf.name, dest)
+        if importlib.util.find_spec("gguf") is None:
+            raise AlignError("loading a .gguf model needs the package gguf", hint="pip install gguf")
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # transformers refuses to save a GGUF-loaded model although its weights are already dequantized
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return cached_folder(dest, "config.json", write)
+
+
+def cached_folder(dest: Path, marker: str, write: Callable[[Path], None]) -> Path:
+    """`dest`, a folder of the cache, written once by `write(folder)` unless it holds `marker` already. The
+    folder is written beside `dest` and renamed into place, so a crash leaves only a `.partial` folder,
+    never a half-written entry; when another process (a second rank) finished first, its copy is kept."""
+    if (dest / marker).exists():
         return dest
-    log.warning("Converting %s to safetensors in %s (once; about 30 s)", gguf.name, dest)
-    if importlib.util.find_spec("gguf") is None:
-        raise AlignError("loading a .gguf model needs the package gguf", hint="pip install gguf")
     tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    # transformers refuses to save a GGUF-loaded model although its weights are already dequantized
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer.remove_quantization_config(model)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, dest)  # a crash above leaves only the .partial folder, never a half-written cache
+    write(tmp)
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

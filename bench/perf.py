@@ -14,18 +14,17 @@ on all linear layers), data, steps, batch (4), max length (256) and learning rat
   ppo  align's ppo stage vs TRL 1.12's `trl.experimental.ppo.PPOTrainer` from the SFT and RM artifacts of
        recipes/quickstart-ppo.yaml (bench/ppo.py); TRL 1.12 goes to /tmp/trl112 (`pip install --no-deps
        --target /tmp/trl112 trl==1.12.0`, run by the harness when missing) and only the peer's process sees it
-The peers keep TRL's defaults for everything the comparison does not fix (gradient checkpointing, and on
-CPU too bf16 autocast), except the precision of `--peer`: "auto" keeps TRL's bf16 default where a bf16
-matmul is at least as fast as fp32 (GPUs, CPUs with AMX) and sets `bf16=False` where it is slower (on the
-project's CPU, without bf16 instructions, 290x slower: TRL's default there trains at 2-5 tokens/s and
-the peers alone took 75 minutes, bench/README.md), so the peer is the script a user keeps. align's stages
-get TRL's learning-rate schedule (no warm-up, linear decay; align's own default is 3% warm-up, cosine),
-so both sides take the same optimizer steps, and the trained
-peers are evaluated in fp32 like align's models (accelerate's autocast removed after training). Tokens/s
-is counted the same way on both sides of a pair: non-padding tokens of the trained sequences per second of
-training (`trainer.train()`), from TRL's own counter where TRL trains (sft, dpo), align's equivalent count
-for rm; for ppo, generated completion tokens (up to the first EOS) per second of the whole PPO steps
-(generation, scoring, updates).
+The peers keep TRL's defaults for everything the comparison does not fix (gradient checkpointing, and on CPU
+too bf16 autocast), except the precision of `--peer`: "auto" keeps TRL's bf16 default where a bf16 matmul is
+at least as fast as fp32 (GPUs, CPUs with AMX) and sets `bf16=False` where it is slower (on the project's
+CPU, without bf16 instructions, about 200x slower: TRL's default there trains at 2-5 tokens/s,
+bench/README.md), so the peer is the script a user keeps. align's stages get TRL's learning-rate schedule
+(no warm-up, linear decay; align's own default is 3% warm-up, cosine), so both sides take the same optimizer
+steps, and the trained peers are evaluated in fp32 like align's models (accelerate's autocast removed after
+training). Tokens/s is counted the same way on both sides of a pair: non-padding tokens of the trained
+sequences per second of training (`trainer.train()`), from TRL's own counter where TRL trains (sft, dpo),
+align's equivalent count for rm; for ppo, generated completion tokens (up to the first EOS) per second of
+the whole PPO steps (generation, scoring, updates).
 
 % FLOP limit = tokens/s x FLOPs per token / the fp32 GFLOP/s of a 2048x2048 matmul measured at the start
 (bf16 at 1024x1024, for "auto"; best of up to 5, this process's torch threads, which the runs inherit).
