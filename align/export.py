@@ -60,9 +60,9 @@ def export_artifact(artifact: str, out: Path, merge: bool = False, model: str | 
     from align.model_card import write_card
     from align.models import artifact_head
 
-    spec, path = artifact_spec(artifact, model)
-    if path is None:
+    if artifact == "base":
         raise AlignError("align export needs a stage folder (runs/<recipe>/<stage>), not 'base'")
+    spec, path = artifact_spec(artifact, model)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AlignError(f"--out {out} exists and is not empty", hint="give a new or empty folder")
     if not out.resolve().parent.is_dir():
