@@ -39,6 +39,7 @@ class Tracker:
         self._run: Any = None
         self._tb: Any = None
         self._history: Any = None
+        self._mode = "offline"
 
     def start(self, stage: str, folder: Path | None = None) -> None:
         """Open the stage's run; with `folder`, log rows also go to `folder/history.jsonl`."""
@@ -50,6 +51,7 @@ class Tracker:
 
             # an explicit WANDB_MODE wins; otherwise online exactly when there is a key to log in with
             mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+            self._mode = "offline" if mode in ("offline", "dryrun") else mode
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._run = wandb.init(
                 project=self.spec.project, entity=self.spec.entity, group=self.group, job_type=stage,
@@ -102,11 +104,14 @@ class Tracker:
         None: the base model) as its input, so that W&B draws the lineage."""
         if self._run is None:
             return
-        self._use(_stage_artifact(parent) if parent is not None else _base_artifact(base_model))
-        self._run.log_artifact(_stage_artifact(folder))
+        try:
+            self._use(_stage_artifact(parent) if parent is not None else _base_artifact(base_model))
+            self._run.log_artifact(_stage_artifact(folder))
+        except Exception as e:  # tracking must never cost a finished stage: the folder is in place already
+            logging.getLogger("align").warning("W&B: could not log %s as an artifact (%s)", folder, e)
 
     def _use(self, artifact: Any) -> None:
-        if not self._run.settings._offline:
+        if self._mode != "offline":
             self._run.use_artifact(artifact)
         else:
             # wandb refuses `use_artifact` offline; this is what it does online for a new artifact, recorded in
@@ -165,14 +170,12 @@ def _base_artifact(name: str) -> Any:
     """The base model as an artifact that only references where it comes from (nothing is uploaded)."""
     import wandb
 
-    from align.models import EMBEDDED
+    from align.models import EMBEDDED, resolve_model
 
-    path = Path(name).expanduser()
-    art = wandb.Artifact(artifact_name(path.name if path.exists() else name), type="model", metadata={"base": name})
-    if name in EMBEDDED or path.exists():
-        uri = f"file://{path.resolve()}" if path.exists() else f"file://embedded/{name}"
-    else:
-        uri = f"https://huggingface.co/{name}"
+    local = Path(resolve_model(name)) if name in EMBEDDED else Path(name).expanduser()  # embedded: its converted copy
+    art = wandb.Artifact(artifact_name(name if name in EMBEDDED or not local.exists() else local.name), type="model",
+                         metadata={"base": name})
+    uri = local.resolve().as_uri() if local.exists() else f"https://huggingface.co/{name}"
     art.add_reference(uri, name="model", checksum=False)
     return art
 
