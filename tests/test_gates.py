@@ -107,7 +107,7 @@ evals:
     assert [r["eval/perplexity"] for r in logged if "eval/perplexity" in r] == [rows["baseline"]["perplexity"],
                                                                                rows["sft"]["perplexity"]]
     media = {k.split(".")[0]: v for r in logged for k, v in r.items() if k.endswith("._type")}
-    assert media["evaluation"] == "table-file" and media["charts/eval-perplexity"] == "html-file"
+    assert media == {"evaluation": "table-file", "report": "html-file"}  # the report once, not a file per chart
     # a rerun reuses the stage and its cached row (same key): nothing is measured again
     before = (tmp_path / "run" / "evals" / "sft.json").stat().st_mtime_ns
     run_pipeline(recipe)
