@@ -33,7 +33,7 @@ def write_card(artifact: Path, out: Path, weights: str, spec: Any) -> Path:
              "pipeline_tag": "text-classification" if reward else "text-generation",
              "tags": ["align", "rlhf", recipe_kind(recipe, stage)]} | ({"base_model": hub_id} if hub_id else {})
     parts = [f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n",
-             f"# {artifact.parent.name} / {stage}\n",
+             f"# {recipe.get('name') or artifact.parent.name} / {stage}\n",
              _about(artifact, recipe, stage, meta, weights, spec, hub_id, license_),
              _stages(run, recipe), _data(run, recipe), _evaluation(run, recipe), _limitations(run, recipe, stage),
              _reproduce(run, recipe)]
@@ -92,7 +92,7 @@ def _about(artifact: Path, recipe: dict, stage: str, meta: dict, weights: str, s
     lines = [f"The `{stage}` stage ({recipe_kind(recipe, stage)}) of the align recipe `{recipe.get('name')}`: {what}.",
              "", f"- Base model: {base}; license: {license_ or 'not known here: check the base model card'}.",
              f"- Stage chain: {' -> '.join(_chain(artifact))}.",
-             f"- Weights: {_weights_text(weights, meta, spec)}."]
+             f"- Weights: {_weights_text(weights, meta)}."]
     if spec.name in _KNOWN:
         lines.append(f"- The embedded model is the Q4_1 GGUF of {_KNOWN[spec.name][0]}, dequantized: its weights "
                      "differ slightly from the Hub's.")
@@ -105,11 +105,13 @@ def _about(artifact: Path, recipe: dict, stage: str, meta: dict, weights: str, s
     return "## Model\n\n" + "\n".join(lines) + "\n"
 
 
-def _weights_text(weights: str, meta: dict, spec: Any) -> str:
+def _weights_text(weights: str, meta: dict) -> str:
     if weights == "adapter":
         return ("a LoRA adapter (`adapter_config.json` names the base model; loading it needs `peft`), the "
                 "stage chain's adapters combined into one")
-    return f"full weights in safetensors ({meta['weights']} training, {spec.adapter} adapters merged)"
+    if meta["weights"] == "adapter":
+        return "full weights in safetensors: the base model with the stage chain's LoRA adapters merged in"
+    return "full weights in safetensors (full fine-tuning)"
 
 
 def _stages(run: dict[str, Any], recipe: dict) -> str:
@@ -119,8 +121,8 @@ def _stages(run: dict[str, Any], recipe: dict) -> str:
     kinds = {s.get("name"): s for s in recipe.get("stages", [])}
     for name, st in run["stages"].items():
         info, s = st["info"], kinds.get(name, {})
-        result = summary_line(name, st["metrics"], run["dir"] / name).split(": ", 1)[-1] if st["metrics"] else \
-            info.get("status", "not run")
+        line = summary_line(name, st["metrics"], run["dir"] / name)
+        result = line.split(": ", 1)[-1].rsplit(", artifact ", 1)[0] if st["metrics"] else info.get("status", "not run")
         lines.append(f"| {name} | {s.get('kind', '')} | {s.get('init', 'base')} | {result} |")
     return "## Training\n\nEvery stage of the run (key metrics: held-out before -> after, and time):\n\n" + \
         "\n".join(lines) + "\n"
