@@ -11,8 +11,8 @@ tokens end an assistant turn, and a model card (README.md, `align.model_card`) w
 Without `--merge`, an artifact trained on top of another adapter (dpo on sft) is exported as one LoRA
 adapter on the base model: the chain's adapters side by side (rank r1 + r2, each scaled by its own
 alpha / r), which is exactly their sum, W + s1 B1 A1 + s2 B2 A2. A reward model is always exported merged
-(its score head is new weights, not a LoRA delta). The folder is written beside `--out` and renamed into
-place; an existing, non-empty `--out` is refused.
+(its score head is new weights, not a LoRA delta), and a fully fine-tuned artifact as its full weights. The
+folder is written beside `--out` and renamed into place; an existing, non-empty `--out` is refused.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def export_artifact(artifact: str, out: Path, merge: bool = False, model: str | 
     if not out.resolve().parent.is_dir():
         raise AlignError(f"--out {out}: the folder {out.resolve().parent} does not exist", hint="create it first")
     head = artifact_head(path)
-    adapter = not merge and head == "causal_lm"
+    # full fine-tuning has no adapter to export: its weights are written as they are
+    trained = json.loads((path / "model.json").read_text())["weights"]
+    adapter = not merge and head == "causal_lm" and trained == "adapter"
     chain = _adapter_chain(path) if adapter else []  # checked before anything is loaded or written
     tmp = out.resolve().with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -119,7 +121,7 @@ def _adapter_chain(artifact: Path) -> list[Path]:
     while folder is not None:
         meta = json.loads((folder / "model.json").read_text())
         if meta["weights"] != "adapter":
-            raise AlignError(f"{artifact} builds on full weights (stage {folder.name}), so it is no adapter of "
+            raise AlignError(f"{artifact} is an adapter on fully fine-tuned weights (stage {folder.name}), not on "
                              "a published base model", hint="export it with --merge")
         chain.append(folder / "adapter")
         folder = Path(meta["parent"]) if meta.get("parent") else None
