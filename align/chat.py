@@ -196,7 +196,7 @@ def _generate(args: argparse.Namespace) -> int:
     ids = prompt_ids(loaded.tok, [r["prompt"] for r in records])
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # batches of similar length pad little
     answers: dict[int, Any] = {}
-    with tqdm(total=len(ids), desc="generating", unit="prompt", disable=None) as bar:
+    with tqdm(total=len(ids), desc="generating", unit="prompt", file=sys.stderr) as bar:  # also when piped
         for start in range(0, len(order), args.batch_size):
             chunk = order[start:start + args.batch_size]
             done = generate(loaded.model, loaded.tok, [ids[i] for i in chunk], args.max_new_tokens, args.temperature,
