@@ -112,6 +112,8 @@ def stream_reply(loaded: Loaded, messages: list[dict], max_new_tokens: int, temp
 
 
 def _chat(args: argparse.Namespace) -> int:
+    import torch
+
     from align.inference import open_artifact, require_chat
 
     _check_sampling(args)
@@ -119,6 +121,7 @@ def _chat(args: argparse.Namespace) -> int:
     require_chat(loaded, "chat")
     start = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(start)
+    torch.manual_seed(args.seed)  # once: the same inputs in the same order give the same session
     print(f"chatting with {loaded.source} (max {args.max_new_tokens} new tokens, temperature {args.temperature}); "
           "/reset starts over, /exit leaves", flush=True)
     interactive = sys.stdin.isatty()
