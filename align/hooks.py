@@ -185,8 +185,14 @@ def _balanced(records: list[dict], n: int | None) -> list[dict]:
 
 def _prompts(ctx: HookContext) -> list[list[dict]]:
     from align.data import distinct, parse_prompt, read_records
+    from align.rankings import parse_ranking
 
-    prompts = distinct(parse_prompt(src, line, rec)["prompt"] for src, line, rec in read_records(ctx.data))
+    def prompt(src: str, line: int, rec: dict) -> list[dict]:
+        if "prompt" not in rec and "messages" not in rec:  # the held-out rankings (OpenAssistant, hh-rlhf, TRL)
+            return parse_ranking(src, line, rec).prompt
+        return parse_prompt(src, line, rec)["prompt"]
+
+    prompts = distinct(prompt(src, line, rec) for src, line, rec in read_records(ctx.data))
     return prompts[: ctx.spec.max_examples or 32]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,3 +166,20 @@ stages:
                  "--max-new-tokens", "4"]) == 0
     assert "over_refusal" in capsys.readouterr().out
     assert main(["eval", str(tmp_path), "--hook", "kl"]) == 2  # not an artifact: a clear error, exit 2
+
+
+def test_generating_hooks_take_their_prompts_from_rankings_of_any_format(tmp_path):
+    """win_rate / kl / samples default to the recipe's held-out rankings: OpenAssistant and hh-rlhf records too
+    (recipes/human-preferences.yaml stopped here before)."""
+    from align.hooks import HookContext, Row, _prompts
+    from align.schema import EvalSpec, ModelSpec
+
+    def prompts(path):
+        return _prompts(HookContext(Row("x", None), EvalSpec(hook="win_rate", max_examples=2), str(path),
+                                    ModelSpec(name="m"), tmp_path))
+
+    oasst = prompts(Path(__file__).parents[1] / "reward_data/human/oasst/test.jsonl")
+    assert len(oasst) == 2 and all(p[-1]["role"] == "user" and p[-1]["content"] for p in oasst)
+    hh = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                                              "rejected": "\n\nHuman: hi\n\nAssistant: go away"}])
+    assert prompts(hh) == [[{"role": "user", "content": "hi"}]]
