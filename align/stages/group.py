@@ -1,5 +1,5 @@
 """What the rloo and grpo stages share: TRL's group-relative trainers (`RLOOTrainer`, `GRPOTrainer`) on the
-recipe's policy, rewarded by an rm stage's model and evaluated afterwards exactly as ppo is.
+recipe's policy, rewarded by an rm stage's model (and, like every stage, measured by the run's evaluation after it).
 
     align run recipes/compare-on-policy.yaml
 
@@ -41,7 +41,6 @@ from align.models import load_artifact, load_model, save_model
 from align.stages.common import (
     StageContext,
     drop_reference_adapter,
-    evaluate_policy,
     minibatches_per_step,
     train_and_evaluate,
     trainer_args,
@@ -58,21 +57,19 @@ def run_group_stage(ctx: StageContext, trainer_cls: type, config_cls: type, **al
     stage, spec = ctx.stage, ctx.recipe.model
     rm_path = ctx.required_reward_model()
     tok = ctx.tokenizer()
-    train, evals = load_split(ctx.data, parse_prompt, ctx.seed)
+    train, _ = load_split(ctx.data, parse_prompt, ctx.seed)  # the held-out prompts are the evaluation's
     prompts, dropped = fitting_prompts(tok, [r["prompt"] for r in train], stage.generation.max_prompt_length)
     rm = load_artifact(rm_path, spec)
     policy = load_model(spec, "causal_lm", init=ctx.init)
     trainer = group_trainer(ctx, trainer_cls, config_cls, policy, tok, prompts,
                             rm_reward(rm, tok, stage.max_length, stage.eval_batch_size), **algorithm)
     rm.to(trainer.accelerator.device)  # scores where the policy samples
-    metrics: dict[str, Any] = {"train_prompts": len(prompts), "dropped_long_prompts": dropped,
-                               "eval_prompts": min(len(evals), stage.eval_prompts)}
+    metrics: dict[str, Any] = {"train_prompts": len(prompts), "dropped_long_prompts": dropped}
     train_and_evaluate(trainer, ctx, metrics)
     metrics |= summarize(trainer.state.log_history, stage.kind, trainer.state.global_step,
                          _updates_per_step(stage))
     save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, distributed.gathered_state_dict(trainer))
-    # on every rank: under FSDP / ZeRO-3 each forward pass needs them all
-    return metrics | evaluate_policy(ctx, trainer.model, tok, [r["prompt"] for r in evals], rm)
+    return metrics
 
 
 def group_trainer(ctx: StageContext, trainer_cls: type, config_cls: type, policy: Any, tok: Any,
