@@ -6,7 +6,8 @@ every number has a before and after. Built-ins (each runs on the rows it applies
     rm_accuracy   reward-model rows: pairwise accuracy, top-1 agreement, ECE on held-out rankings
     perplexity    policy rows: token perplexity on a text or chat set; perplexity_increase vs baseline
     compliance    policy rows: refusal_rate (harmful), over_refusal (benign), ordinary_refusal
-    win_rate      policy rows: against `against`, judged by an rm stage (`judge`), ties half
+    win_rate      policy rows: against `against`, judged by an rm stage (`judge`), ties half; both mean
+                  rewards, both mean answer lengths, the EOS rate
     llm_judge     policy rows: llm_win_rate against `against`, judged by an LLM asked in both orders
     kl            policy rows: KL(policy || the model its stage started from) at the sampling temperature
     samples       policy rows: a side-by-side table of generations (start model vs this row)
@@ -241,7 +242,9 @@ def _win_rate(models: Models, ctx: HookContext) -> tuple[dict[str, float], None]
     judge = RewardJudge(models.get(ctx.judge, "reward"), models.tok)
     m, _ = compare_policies(models.get(ctx.row.artifact), models.tok, prompts_of(ctx), ctx.spec.generation,
                             reference=models.get(against), judge=judge, n_samples=0)
-    return {"win_rate": m["win_rate"], "reward": m["reward"], "reward_against": m["reward_start"]}, None
+    return {"win_rate": m["win_rate"], "reward": m["reward"], "reward_against": m["reward_start"],
+            "response_length": m["response_length"], "response_length_against": m["response_length_start"],
+            "eos_rate": m["eos_rate"]}, None
 
 
 def _llm_judge(models: Models, ctx: HookContext) -> tuple[dict[str, float], None]:
