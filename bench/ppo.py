@@ -7,7 +7,7 @@
 Same SFT policy (LoRA on top), same reward model, same train and held-out prompts (the recipe's split),
 same response length, temperature, rollout batch, minibatches, PPO epochs and learning rate. Reported per
 trainer: held-out RM reward of the starting policy and after training, RM-judged win rate and KL to the
-start (`align.hooks.compare_policies`, identical for both), and tokens/s of rollout generation and of the
+start (`align.evaluation.compare`, identical for both), and tokens/s of rollout generation and of the
 rest of each step (scoring forwards + updates), split by timing the generation calls.
 TRL runs in fp32 (`bf16=False`) unless `--peer defaults`.
 Differences that remain (each trainer as shipped): align normalises RM scores on the first rollout batch
@@ -25,8 +25,9 @@ import torch
 from common import PEERS, peer_precision
 
 from align.data import load_split, parse_prompt
-from align.generation import prompt_ids
-from align.hooks import compare_policies
+from align.evaluation.compare import compare_policies, sampled_kl
+from align.evaluation.judges import RewardJudge
+from align.generation import adapters_disabled, prompt_ids
 from align.models import load_artifact, load_model, load_tokenizer
 from align.recipe import load_recipe
 from align.stages import ppo
@@ -110,7 +111,9 @@ def measure(name: str, a: argparse.Namespace, out: Path) -> tuple[dict, dict, ob
     else:
         policy, t = run_trl(recipe, stage, run_dir, train, a.steps, out, a.peer)
     rm, tok = load_artifact(run_dir / "rm", recipe.model), load_tokenizer(recipe.model)
-    m, _ = compare_policies(policy, tok, evals, stage.generation, judge=rm, judge_max_length=stage.max_length)
+    m, _ = compare_policies(policy, tok, evals, stage.generation, judge=RewardJudge(rm, tok, stage.max_length))
+    with adapters_disabled(policy) as reference:  # KL to the start: the same weights, adapters off
+        m["kl"] = sampled_kl(policy, reference, tok, evals, stage.generation)
     return m | {"heldout_prompts": len(evals)}, t, stage
 
 
