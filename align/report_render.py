@@ -254,9 +254,9 @@ def render_markdown(run: dict[str, Any], charts: dict[str, list[tuple[str, str]]
             if g is None:
                 cells.append(_md(fmt(v)) + own)
             elif g.get("passed"):
-                cells.append(f"{_md(fmt(v))} \u2713 (gate {_md(gate_text(g))})")
+                cells.append(f"{_md(fmt(v))} \u2713 (gate {_md(gate_text(g))}){own}")
             else:
-                cells.append(f"**{_md(fmt(v))} \u2717 FAILED** (gate {_md(gate_text(g))})")
+                cells.append(f"**{_md(fmt(v))} \u2717 FAILED** (gate {_md(gate_text(g))}){own}")
         table.append([_md(metric), *cells])
     if any(judged_by(r) for r in rows):
         table.append(["judged by", *[_md(judged_by(r)) for r in rows]])
