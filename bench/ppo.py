@@ -31,6 +31,7 @@ from align.generation import adapters_disabled, prompt_ids
 from align.models import load_artifact, load_model, load_tokenizer
 from align.recipe import load_recipe
 from align.stages import ppo
+from align.stages.common import rm_reward
 
 
 def run_align(recipe, stage, run_dir: Path, train: list, steps: int) -> tuple[object, dict]:
@@ -41,7 +42,7 @@ def run_align(recipe, stage, run_dir: Path, train: list, steps: int) -> tuple[ob
     rm = load_artifact(run_dir / "rm", spec)
     trainer = ppo.PPOTrainer(policy, value, tok, stage, len(train), recipe.seed)
     start = time.perf_counter()
-    summary = trainer.train(train, ppo.rm_reward(rm, tok, stage.max_length, stage.eval_batch_size))
+    summary = trainer.train(train, rm_reward(rm, tok, stage.max_length, stage.eval_batch_size))
     total = time.perf_counter() - start  # the rest of a step, as for TRL below: scoring (RM included) + updates
     return policy, {"gen_seconds": summary["gen_seconds"], "train_seconds": total - summary["gen_seconds"],
                     "tokens": summary["rollout_tokens"], "prompt_tokens": summary["rollout_prompt_tokens"]}

@@ -36,4 +36,5 @@ def test_quickstart_sft_rm_dpo_with_its_report(tmp_path):
     assert (tmp_path / "report.html").stat().st_size > 10_000
     print(f"quickstart: {time.perf_counter() - start:.0f} s, eval loss "
           f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}, "
-          f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}, DPO win rate vs base {rows['dpo']['win_rate']:.3f}")
+          f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}, "
+          f"DPO win rate vs base {rows['dpo']['win_rate']:.3f}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,19 @@ def minibatches_per_step(stage: Any) -> int:
                          f"batch_size * grad_accum * processes = {per_update}" +
                          (f" and of num_generations = {groups}" if groups > 1 else ""))
     return stage.rollout_batch_size // per_update
+
+
+def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> Callable[..., list[float]]:
+    """The reward model as the reward of an on-policy stage: its score of each prompt + answer, rendered as in
+    its training data (`generation.score_completions`). Answers come as `generation.Completion`s (ppo) or as
+    TRL's conversational [{"role": "assistant", "content": text}] (rloo, grpo: TRL logs the function by its
+    name, as rewards/reward_model/*)."""
+    from align.generation import Completion, score_completions
+
+    def reward_model(prompts: Sequence[list[dict]], completions: Sequence[Any], **_: Any) -> list[float]:
+        texts = [c.text if isinstance(c, Completion) else c[-1]["content"] for c in completions]
+        return score_completions(rm, tok, prompts, texts, max_length, batch_size)
+    return reward_model
 
 
 def drop_reference_adapter(model: Any) -> None:

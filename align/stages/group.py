@@ -36,12 +36,13 @@ from datasets import Dataset
 from align import distributed
 from align.data import load_split, parse_prompt
 from align.errors import AlignError
-from align.generation import prompt_ids, score_completions
+from align.generation import prompt_ids
 from align.models import load_artifact, load_model, save_model
 from align.stages.common import (
     StageContext,
     drop_reference_adapter,
     minibatches_per_step,
+    rm_reward,
     train_and_evaluate,
     trainer_args,
 )
@@ -95,15 +96,6 @@ def group_trainer(ctx: StageContext, trainer_cls: type, config_cls: type, policy
 def _updates_per_step(stage: Any) -> int:
     """Optimizer steps per rollout batch: its minibatches, `num_iterations` times over."""
     return minibatches_per_step(stage) * stage.num_iterations
-
-
-def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> RewardFunc:
-    """The reward model as a TRL reward function: its score of each prompt + answer (TRL passes conversational
-    answers as [{"role": "assistant", "content": text}]). TRL logs it as rewards/reward_model/*."""
-    def reward_model(prompts: Sequence[list[dict]], completions: Sequence[list[dict]], **_: Any) -> list[float]:
-        texts = [c[-1]["content"] for c in completions]
-        return score_completions(rm, tok, prompts, texts, max_length, batch_size)
-    return reward_model
 
 
 def fitting_prompts(tok: Any, prompts: list[list[dict]], max_prompt_length: int | None) -> tuple[list, int]:

@@ -57,10 +57,10 @@ from trl.trainer.utils import pad
 from align import distributed, rl
 from align.data import load_split, parse_prompt
 from align.errors import AlignError
-from align.generation import Completion, adapters_disabled, generate, prompt_ids, score_completions
+from align.generation import Completion, adapters_disabled, generate, prompt_ids
 from align.models import load_artifact, load_model, save_model
 from align.schema import ModelSpec, PPOStage
-from align.stages.common import StageContext, minibatches_per_step
+from align.stages.common import StageContext, minibatches_per_step, rm_reward
 from align.tracking import Tracker
 
 log = logging.getLogger("align")
@@ -95,13 +95,6 @@ def value_model(spec: ModelSpec, init: Path | None) -> Any:
     LoRA on it); `value_forward` applies the same score head to every position instead of the last.
     """
     return load_model(spec, "reward", init=init)
-
-
-def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> RewardFn:
-    """The reward model's score of prompt + completion, rendered as in its training data."""
-    def reward(prompts: Sequence[list[dict]], completions: Sequence[Completion]) -> list[float]:
-        return score_completions(rm, tok, prompts, [c.text for c in completions], max_length, batch_size)
-    return reward
 
 
 @dataclass
