@@ -84,8 +84,9 @@ def test_rows_run_before_and_after_and_reach_the_report(tiny_model_dir, sft_file
 evals:
   - {hook: perplexity, data: TEXT}
   - {hook: kl, max_examples: 2, generation: {max_new_tokens: 4}}
+  - {hook: llm_judge, judge: MODEL, against: start, max_examples: 2, generation: {max_new_tokens: 4}}
   - {hook: "tests.test_gates:user_hook", args: {scale: 3}}
-""", gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n", tracking="wandb")
+""".replace("MODEL", str(tiny_model_dir)), gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n", tracking="wandb")
     run_pipeline(recipe)
     evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     rows = {r["row"]: r["metrics"] for r in evals["rows"]}
@@ -94,6 +95,8 @@ evals:
     assert rows["sft"]["perplexity_increase"] == pytest.approx(rows["sft"]["perplexity"] /
                                                               rows["baseline"]["perplexity"] - 1)
     assert "kl" in rows["sft"] and "kl" not in rows["baseline"]
+    assert 0.0 <= rows["sft"]["llm_win_rate"] <= 1.0 and "llm_win_rate" not in rows["baseline"]  # base vs itself
+    assert evals["rows"][1]["judges"] == {"llm_win_rate": f"LLM {tiny_model_dir}"}
     assert rows["baseline"]["scale"] == 3 and rows["sft"]["params_million"] > 0
     assert all(g["passed"] for g in evals["rows"][1]["gates"])
     html = (tmp_path / "run" / "report.html").read_text()
