@@ -113,7 +113,7 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
             continue
         if row.head != hook.head:
             continue  # rm_accuracy measures reward models, every other built-in measures policies
-        if data is None and hook.data != "prompts":
+        if data is None and spec.hook != "win_rate":  # a win rate waits, like for its judge: no number yet
             raise AlignError(f"evals: hook {spec.hook} has no data", hint=f"set its data (a {hook.data} file) or "
                              "the recipe's held-out data of that kind")
         metrics, extra = hook.run(models, ctx)
@@ -219,6 +219,9 @@ def prompts_of(ctx: HookContext, default: int = 32) -> list[list[dict]]:
     from align.data import distinct, parse_prompt
 
     prompts = distinct(r["prompt"] for r in held_out(ctx, parse_prompt))
+    if not prompts:
+        raise AlignError(f"evals: hook {ctx.spec.hook} found no prompts in its data",
+                         hint="give it a prompts file (data:), or held-out data (an eval file or eval_fraction)")
     return prompts[: ctx.spec.max_examples or default]
 
 
@@ -237,8 +240,8 @@ def _win_rate(models: Models, ctx: HookContext) -> tuple[dict[str, float], None]
     from align.evaluation.judges import RewardJudge
 
     rival, against = _against(ctx)
-    if ctx.judge is None or not rival:
-        return {}, None  # nothing judges yet (the rm stage comes later), or nothing to compare with
+    if ctx.judge is None or ctx.data is None or not rival:
+        return {}, None  # nothing judges yet (the rm stage comes later), no prompts, or nothing to compare with
     judge = RewardJudge(models.get(ctx.judge, "reward"), models.tok)
     m, _ = compare_policies(models.get(ctx.row.artifact), models.tok, prompts_of(ctx), ctx.spec.generation,
                             reference=models.get(against), judge=judge, n_samples=0)
