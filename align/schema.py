@@ -167,8 +167,9 @@ class RMStage(StageBase):
         "bradley_terry", "bradley_terry: -log sigmoid(r_better - r_worse - margin), mean over a prompt's pairs, "
         "then over prompts; plackett_luce: listwise likelihood of the whole ranking (ties: Breslow).")
     margin: bool = _f(True, "Subtract a record's 'margin' inside the Bradley-Terry loss (records without one: 0).")
-    center_coef: float = _f(0.0, "Reward-centering penalty coef * mean(r^2) keeping rewards near 0 "
-                                 "(e.g. 0.01); 0 = off.")
+    center_coef: float = _f(0.0, "Reward centering (Eisenstein et al., TRL's center_rewards_coefficient): adds "
+                                 "coef * mean over ranked pairs of (r_better + r_worse)^2, pinning scores near 0 "
+                                 "without shrinking margins (e.g. 0.01); 0 = off.")
 
 
 DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "nca_pair", "sppo_hard", "apo_zero",
