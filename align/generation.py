@@ -48,6 +48,25 @@ def eval_mode(model: Any) -> Iterator[Any]:
         model.train(was_training)
 
 
+@contextlib.contextmanager
+def sampling_only(model: Any) -> Iterator[Any]:
+    """The model with a generation_config that holds only its token ids, for samplers that call
+    `model.generate` (TRL's rloo and grpo): transformers fills every knob a sampler leaves unset from the
+    model's own config (an Instruct model's repetition_penalty, top_k, typical_p, no_repeat_ngram_size, ...),
+    which would sample another distribution than the one trained on. Restored after, so that the saved
+    artifact keeps the model's config."""
+    from transformers import GenerationConfig
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = base.generation_config
+    base.generation_config = GenerationConfig(bos_token_id=saved.bos_token_id, eos_token_id=saved.eos_token_id,
+                                              pad_token_id=saved.pad_token_id)
+    try:
+        yield model
+    finally:
+        base.generation_config = saved
+
+
 def prompt_ids(tok: Any, prompts: Sequence[list[dict]], max_prompt_length: int | None = None) -> list[list[int]]:
     """Chat prompts -> token ids ending with the assistant's generation prompt, left-truncated."""
     out = render_chats(tok, prompts, add_generation_prompt=True)

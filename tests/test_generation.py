@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import TopPLogitsWarper
 
-from align.generation import _eos_ids, _nucleus, completion_logprobs, generate, prompt_ids
+from align.generation import _eos_ids, _nucleus, completion_logprobs, generate, prompt_ids, sampling_only
 from align.models import load_model, load_tokenizer
 from align.schema import ModelSpec
 from tests.conftest import CORPUS
@@ -160,3 +160,18 @@ def test_seeded_sampling_repeats_and_leaves_the_global_random_state_alone(tiny_m
     a = generate(model, tok, ids, 10, 1.0, seed=3)
     assert torch.equal(torch.get_rng_state(), state)
     assert [c.ids for c in a] == [c.ids for c in generate(model, tok, ids, 10, 1.0, seed=3)]
+
+
+def test_samplers_calling_model_generate_see_none_of_the_model_s_knobs(knobbed):
+    """Issue 17.5 for rloo / grpo: TRL samples with model.generate, which fills every knob TRL leaves unset
+    from the model's generation_config; inside `sampling_only` those are gone (greedy = the forward's argmax),
+    and the model's config is back afterwards (the saved artifact keeps it)."""
+    from transformers import GenerationConfig
+
+    model, tok, ids = knobbed
+    x = torch.tensor([ids[0]])
+    with sampling_only(model):
+        out = model.generate(input_ids=x, generation_config=GenerationConfig(max_new_tokens=12, do_sample=False))
+    logits = model(input_ids=out).logits[0, x.shape[1] - 1:-1]
+    assert logits.argmax(-1).tolist() == out[0, x.shape[1]:].tolist()
+    assert model.generation_config.repetition_penalty == 1.3 and model.generation_config.no_repeat_ngram_size == 1
