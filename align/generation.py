@@ -119,12 +119,10 @@ def _decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, stop: torch.Tenso
     lengths = torch.full((n,), max_new_tokens)
     alive = torch.arange(n, device=ids.device)  # batch row of each running row
     positions = mask.cumsum(1) - 1  # the real tokens' positions, as generate() numbers them under left padding
-    step_args = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
-    outputs = model(input_ids=ids, attention_mask=mask, position_ids=positions.clamp(min=0), use_cache=True,
-                    **step_args)
-    cache, position = outputs.cache, positions[:, -1]
+    logits, cache = _prefill(model, ids, mask, positions.clamp(min=0))
+    position = positions[:, -1]
     for step in range(max_new_tokens):
-        token, logprob = _pick(outputs.logits[:, -1].float(), temperature, top_p, generator)
+        token, logprob = _pick(logits.float(), temperature, top_p, generator)
         tokens[alive, step], logprobs[alive, step] = token, logprob.cpu()
         done = torch.isin(token, stop)
         lengths[alive[done].cpu()] = step + 1
@@ -136,9 +134,38 @@ def _decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, stop: torch.Tenso
             alive, token, mask, position = alive[keep], token[keep], mask[keep], position[keep]
         mask = torch.cat([mask, mask.new_ones(len(alive), 1)], 1)
         position = position + 1
-        outputs = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                        cache=cache, use_cache=True)
+        logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], cache=cache,
+                       use_cache=True).logits[:, -1]
     return tokens.cpu(), logprobs, lengths
+
+
+def _prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+             group: int = 4) -> tuple[torch.Tensor, Any]:
+    """The prompts' forward: the last position's logits and the KV cache. Run `group` rows at a time, each
+    group cut to its own longest prompt (the batch is sorted by length, so a group's rows are alike), then
+    the groups' caches left-padded to the batch's width and joined: padding the whole batch to its longest
+    prompt would compute up to half its positions for nothing. Caches other than plain full-attention layers
+    (sliding windows, ...) take the one padded forward."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    keep = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
+    lengths, width = mask.sum(1), ids.shape[1]
+    if len(ids) > group:
+        parts = []
+        for s in range(0, len(ids), group):
+            w = int(lengths[s:s + group].max())
+            parts.append(model(input_ids=ids[s:s + group, -w:], attention_mask=mask[s:s + group, -w:],
+                               position_ids=positions[s:s + group, -w:], use_cache=True, **keep))
+        if all(type(layer) is DynamicLayer for p in parts for layer in p.cache.layers):
+            cache = DynamicCache()
+            for i in range(len(parts[0].cache.layers)):
+                k, v = (torch.cat([torch.nn.functional.pad(getattr(p.cache.layers[i], kind),
+                                                           (0, 0, width - p.cache.layers[i].keys.shape[2], 0))
+                                   for p in parts]) for kind in ("keys", "values"))
+                cache.update(k, v, i)
+            return torch.cat([p.logits[:, -1] for p in parts]), cache
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep)
+    return out.logits[:, -1], out.cache
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float,
