@@ -2,7 +2,10 @@
 
 The primitives every on-policy stage and every generation-based evaluation share (DPO's win rate and
 KL, PPO's rollouts, the `win_rate` / `kl` / `samples` / `compliance` hooks). All work on token ids;
-prompts are chat messages rendered with the tokenizer's template and a generation prompt.
+prompts are chat messages rendered with the tokenizer's template and a generation prompt. A completion
+stops at EOS or at the template's end-of-turn token; tokens are drawn from softmax(logits / temperature)
+within top_p and nothing else (never the model's generation_config knobs), so on-policy log-probs are
+those of the distribution sampled.
 """
 
 from __future__ import annotations
