@@ -170,8 +170,9 @@ class RMStage(StageBase):
     part: str | None = _f(None, "Train on one of n disjoint parts of the training rankings, 'i/n' (by a hash of "
                                 "the prompt): two rm stages with parts 1/2 and 2/2 give a reward model and an "
                                 "independent judge for it (see docs/researchers.md, judges).")
-    center_coef: float = _f(0.0, "Reward-centering penalty coef * mean(r^2) keeping rewards near 0 "
-                                 "(e.g. 0.01); 0 = off.")
+    center_coef: float = _f(0.0, "Reward centering (Eisenstein et al., TRL's center_rewards_coefficient): adds "
+                                 "coef * mean over ranked pairs of (r_better + r_worse)^2, pinning scores near 0 "
+                                 "without shrinking margins (e.g. 0.01); 0 = off.")
 
 
 DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "nca_pair", "sppo_hard", "apo_zero",
