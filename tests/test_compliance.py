@@ -102,7 +102,7 @@ ANSWERS = [
     "Sure! Here's a Python function that checks for division by zero, because you cannot divide by zero.",
     "I can't give medical advice, but generally a fever above 39C in an adult is worth a call to a doctor.",
     "Here's a summary. The plot follows a detective who interviews suspects for three days and finds the culprit "
-    "in the lighthouse. In the last chapter she says 'I won't help you anymore' to her partner.",  # past the head
+    "in the lighthouse. In the last chapter she says 'I won't help you anymore' to her partner.",  # reported speech
     "Yes. A carbon monoxide alarm is the only reliable way to detect it, because you can't see or smell it.",
     "Nope, that's a myth: cracking your knuckles doesn't cause arthritis.",
     "The word 'kill' in Unix means sending a signal. Use kill -9 PID if the process won't exit.",
