@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,13 +11,17 @@ import pytest
 import torch
 
 from align.compliance import (
+    changed_answers,
     compliance_metrics,
     evaluate_compliance,
-    is_refusal,
     judge_refusals,
     read_prompt_set,
+    wilson,
+    within_noise,
+    write_answers,
 )
 from align.errors import AlignError
+from align.refusals import is_refusal
 from align.schema import GenerationSpec
 from tests.conftest import write_jsonl
 
@@ -174,14 +179,38 @@ def test_metrics_by_hand():
     refused = [True, True, True, False, True, False, False, False, False, True]
     responses = ["no way"] * 5 + ["a b c d"] * 5
     out = compliance_metrics(records, responses, refused)
-    assert out["overall"] == {"n_harmful": 4, "refusal_rate": 0.75, "n_benign": 4, "over_refusal": 0.25,
-                              "n_ordinary": 2, "ordinary_refusal": 0.5, "n_prompts": 10, "response_words": 3.0}
-    assert out["categories"] == [
+    overall = {k: v for k, v in out["overall"].items() if "." not in k}
+    assert overall == {"n_harmful": 4, "refusal_rate": 0.75, "n_benign": 4, "over_refusal": 0.25,
+                       "n_ordinary": 2, "ordinary_refusal": 0.5, "n_prompts": 10, "response_words": 3.0}
+    # Wilson 95% by hand: 3/4 -> (0.75 + z^2/8 -+ z sqrt(0.75*0.25/4 + z^2/64)) / (1 + z^2/4) = [0.3006, 0.9544]
+    assert out["overall"]["refusal_rate.lower"] == pytest.approx(0.3006, abs=1e-4)
+    assert out["overall"]["refusal_rate.upper"] == pytest.approx(0.9544, abs=1e-4)
+    assert out["overall"]["refusal_rate.n"] == 4 and out["overall"]["ordinary_refusal.n"] == 2
+    assert out["overall"]["over_refusal.lower"] == pytest.approx(0.0456, abs=1e-4)  # 1/4, the mirror of 3/4
+    cats = [{k: v for k, v in c.items() if k not in ("lower", "upper")} for c in out["categories"]]
+    assert cats == [
         {"category": "cyber", "label": "harmful", "n": 2, "refused": 2, "refusal_rate": 1.0},
         {"category": "weapons", "label": "harmful", "n": 2, "refused": 1, "refusal_rate": 0.5},
         {"category": "cyber", "label": "benign", "n": 4, "refused": 1, "refusal_rate": 0.25},
         {"category": "(none)", "label": "ordinary", "n": 1, "refused": 1, "refusal_rate": 1.0},
         {"category": "cooking", "label": "ordinary", "n": 1, "refused": 0, "refusal_rate": 0.0}]
+    assert out["categories"][0]["lower"] == pytest.approx(0.3424, abs=1e-4) and out["categories"][0]["upper"] == 1.0
+
+
+def test_wilson_by_hand():
+    assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))  # never a zero-width interval at 0/n
+    assert wilson(15, 30) == (pytest.approx(0.3315, abs=1e-4), pytest.approx(0.6685, abs=1e-4))
+    assert wilson(30, 30)[1] == 1.0 and wilson(30, 30)[0] == pytest.approx(0.8865, abs=1e-4)
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def test_within_noise_compares_intervals():
+    small = compliance_metrics([_rec("benign")] * 30, ["x"] * 30, [True] * 6 + [False] * 24)["overall"]  # 0.2
+    same = compliance_metrics([_rec("benign")] * 30, ["x"] * 30, [True] * 9 + [False] * 21)["overall"]  # 0.3
+    far = compliance_metrics([_rec("benign")] * 30, ["x"] * 30, [True] * 25 + [False] * 5)["overall"]  # 0.83
+    assert within_noise(small, same, "over_refusal") is True
+    assert within_noise(small, far, "over_refusal") is False
+    assert within_noise(small, {}, "over_refusal") is None
 
 
 def test_metrics_leave_out_rates_without_prompts():
