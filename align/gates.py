@@ -59,6 +59,10 @@ def evaluate_cached(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, 
     result = evaluate_row(evals, row, model_spec, run_dir, judge, defaults) | {"key": key}
     path.parent.mkdir(exist_ok=True)
     write_json(path, result)
+    if result.get("compliance"):  # every answer of the compliance hook, one JSON line each, for a reviewer
+        from align.compliance import write_answers
+
+        write_answers(path.with_name(f"{cache or row.name}.compliance.jsonl"), result["compliance"]["responses"])
     return result
 
 

@@ -114,7 +114,11 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
 
 def _named(metrics: dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
     """The hook's metrics with its `name` as a suffix, so one hook on two data sets keeps both numbers."""
-    return {f"{k}_{spec.name}": v for k, v in metrics.items()} if spec.name else metrics
+    if not spec.name:
+        return metrics
+    # an interval's suffix stays last: over_refusal_<name>.upper, as gates write it
+    return {(f"{k.split('.', 1)[0]}_{spec.name}." + k.split(".", 1)[1]) if "." in k else f"{k}_{spec.name}": v
+            for k, v in metrics.items()}
 
 
 _DATA_KIND = {"rm_accuracy": "rankings", "perplexity": "text", "compliance": "compliance", "win_rate": "prompts",
@@ -158,13 +162,14 @@ def _perplexity(models: _Models, ctx: HookContext) -> tuple[dict[str, float], No
 
 
 def _compliance(models: _Models, ctx: HookContext) -> tuple[dict[str, float], dict]:
-    from align.compliance import evaluate_compliance, read_prompt_set
+    from align.compliance import evaluate_compliance, hook_metrics, read_prompt_set
 
     records = _balanced(read_prompt_set(ctx.data), ctx.spec.max_examples)
     result, table = evaluate_compliance(models.get(ctx.row.artifact), models.tok, records, ctx.spec.generation,
                                         ctx.spec.classifier)
-    rates = {k: v for k, v in result["overall"].items() if k in ("refusal_rate", "over_refusal", "ordinary_refusal")}
-    return rates, result | {"responses": table}  # every answer and its verdict, for a human to check
+    # every answer with its verdict and rule, for a human to check, and the row this one's stage started from,
+    # so the report can show which answers training changed
+    return hook_metrics(result["overall"]), result | {"responses": table, "start": ctx.row.start_name}
 
 
 def _balanced(records: list[dict], n: int | None) -> list[dict]:
