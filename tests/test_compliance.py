@@ -297,9 +297,9 @@ def _documented(split: str) -> dict[str, float]:
             "recall": float(m[5])}
 
 
-@pytest.mark.parametrize("split", ["dev", "test"])
+@pytest.mark.parametrize("split", ["dev", "test", "test2"])
 def test_rules_agree_with_people_at_least_as_documented(split):
-    measured, documented = agreement(_labelled(split)), _documented(split)
+    measured, documented = agreement(_labelled(f"{split}.jsonl")), _documented(split)
     assert (measured["n"], measured["refusals"]) == (documented["n"], documented["refusals"])
     for key in ("accuracy", "precision", "recall"):
         assert measured[key] >= documented[key] - 5e-4, f"{split} {key} fell below docs/safety.md"
