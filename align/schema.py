@@ -104,8 +104,9 @@ class EvalSpec:
     hook: str = _f(None, "A built-in (rm_accuracy, win_rate, kl, perplexity, compliance, samples) or your own "
                          "'module:function' (see docs/concepts.md, evaluation hooks).")
     data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, kl, samples, "
-                                "compliance: with labels), text or chat (perplexity); unset = the recipe's "
-                                "held-out data of that kind.")
+                                "compliance: with labels, or a benchmark name: xstest, advbench, harmbench, "
+                                "strongreject), text or chat (perplexity); unset = the recipe's held-out data of "
+                                "that kind.")
     max_examples: int | None = _f(None, "Use at most this many records (compliance: balanced over labels).")
     against: str = _f("base", "win_rate: the earlier stage (or 'base') each row's policy is compared with.")
     reward_model: str | None = _f(None, "win_rate: rm stage that judges; unset = the recipe's last rm stage.")
