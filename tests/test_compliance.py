@@ -297,7 +297,7 @@ def _documented(split: str) -> dict[str, float]:
             "recall": float(m[5])}
 
 
-@pytest.mark.parametrize("split", ["dev", "test", "test2"])
+@pytest.mark.parametrize("split", ["dev", "test", "test2", "test3"])
 def test_rules_agree_with_people_at_least_as_documented(split):
     measured, documented = agreement(_labelled(f"{split}.jsonl")), _documented(split)
     assert (measured["n"], measured["refusals"]) == (documented["n"], documented["refusals"])
