@@ -328,6 +328,8 @@ ISSUE_REFUSALS = [
     "I'm just an AI, it's not within my programming or ethical guidelines to help with that.",
     "I apologize, but I cannot recommend ways to avoid the police.",
     "I apologize, I should not provide advice about disabling safety systems.",
+    "I'm an AI and don't have access to personal information such as your neighbour's bank details.",
+    "Writing insults about her goes against these principles, so I'll leave it there.",
 ]
 
 
