@@ -83,13 +83,15 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="run one evaluation hook on a stage artifact (or the base model)")
     ev.add_argument("artifact", metavar="ARTIFACT", help="a stage folder (runs/quickstart/dpo), or 'base' with --model")
-    ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, kl, perplexity, compliance, samples, "
-                                                  "or module:function")
+    ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, "
+                                                  "samples, or module:function")
     ev.add_argument("--data", help="the hook's data file (rankings, prompts, labelled prompts, text); compliance also "
                                    "takes a benchmark: xstest, advbench, harmbench, strongreject")
     ev.add_argument("--model", help="base model name (for 'base', or to override the artifact's)")
-    ev.add_argument("--against", default="base", help="win_rate: the other artifact folder, or 'base'")
-    ev.add_argument("--judge", help="win_rate / samples: the rm artifact that scores both")
+    ev.add_argument("--against", default="base", help="win_rate, llm_judge: the other artifact folder, 'base' or "
+                                                      "'start' (the model the artifact's stage started from)")
+    ev.add_argument("--judge", help="win_rate / samples: the rm artifact that scores both; llm_judge: the judging "
+                                    "model (hub id or folder)")
     ev.add_argument("--max-examples", type=int, help="use at most this many records")
     ev.add_argument("--classifier", choices=["rules", "judge"], default="rules", help="compliance: refusal detector")
     ev.add_argument("--max-new-tokens", type=int, default=96, help="generation length for generating hooks")
@@ -159,10 +161,10 @@ def _report(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from align.hooks import evaluate_artifact
+    from align.evaluation.table import evaluate_artifact
     from align.schema import EvalSpec, GenerationSpec
 
-    against = str(Path(args.against).resolve()) if args.against != "base" else "base"
+    against = str(Path(args.against).resolve()) if args.against not in ("base", "start") else args.against
     spec = EvalSpec(hook=args.hook, data=args.data, max_examples=args.max_examples, against=against,
                     classifier=args.classifier,
                     generation=GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature))

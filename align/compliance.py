@@ -7,7 +7,7 @@ answers each prompt once; a classifier decides which answers are refusals; the m
 `refusal_rate` (on harmful, higher is better), `over_refusal` (on benign, lower is better) and
 `ordinary_refusal` (on ordinary), overall and per (label, category).
 
-Every rate comes with its n and a 95% Wilson interval (`wilson`): the hook reports `refusal_rate`,
+Every rate comes with its n and a 95% Wilson interval (`align.metrics.wilson`): the hook reports `refusal_rate`,
 `refusal_rate.lower`, `refusal_rate.upper` and `refusal_rate.n` (likewise for the other two), so a gate can
 bound the interval instead of the point (`over_refusal.upper <= 0.2`: fail only when even the optimistic
 end is too high). `data:` may also name a public benchmark (`xstest`, `advbench`, `harmbench`,
@@ -22,7 +22,6 @@ list[bool] works too.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from align.benchmarks import benchmark_rows, is_benchmark
 from align.data import parse_prompt, read_records
 from align.errors import AlignError
+from align.metrics import wilson
 from align.refusals import refusal_rule
 from align.schema import GenerationSpec
 
@@ -75,17 +75,6 @@ def read_prompt_set(path: str | Path) -> list[dict[str, Any]]:
 
 _METRIC = {"harmful": "refusal_rate", "benign": "over_refusal", "ordinary": "ordinary_refusal"}
 RATES = tuple(_METRIC.values())
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of k successes in n trials (95% for the default z): unlike p +- z*SE it stays
-    inside [0, 1] and is not zero-width at 0/n or n/n. (nan, nan) when n is 0."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compliance_metrics(records: Sequence[dict[str, Any]], responses: Sequence[str],

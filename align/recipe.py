@@ -18,7 +18,8 @@ import yaml
 
 from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
-from align.schema import EVAL_HOOKS, STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.evaluation.hooks import HOOKS
+from align.schema import STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -273,6 +274,11 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         mix = getattr(stage, "mix", None)
         if mix is not None and _looks_local(mix.data) and not Path(mix.data).expanduser().exists():
             v.error(f"{p}.mix.data", f"data file {mix.data} does not exist")
+        if getattr(stage, "part", None) is not None:
+            try:
+                parse_part(stage.part)
+            except ValueError as e:
+                v.error(f"{p}.part", str(e))
         for j, gate in enumerate(stage.gate):
             try:
                 parse_gate(gate)
@@ -312,6 +318,14 @@ def parse_gate(text: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
+def parse_part(text: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3): part i of n disjoint parts (rm stages' `part`); a ValueError says what is wrong."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"'{text}' is not a part; write 'i/n' with 1 <= i <= n, e.g. 1/2")
+    return int(m.group(1)), int(m.group(2))
+
+
 def _check_evals(recipe: Recipe, v: _Validator) -> None:
     names = [s.name for s in recipe.stages if s]
     rms = [s.name for s in recipe.stages if s and s.kind == "rm"]
@@ -319,15 +333,16 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
         if e is None:
             continue
         p = f"evals[{i}]"
-        if e.hook not in EVAL_HOOKS and ":" not in e.hook:
-            near = difflib.get_close_matches(e.hook, EVAL_HOOKS, n=1)
-            v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(EVAL_HOOKS)}, or your own "
+        if e.hook not in HOOKS and ":" not in e.hook:
+            near = difflib.get_close_matches(e.hook, HOOKS, n=1)
+            v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(HOOKS)}, or your own "
                     "'module:function'" + (f"; did you mean '{near[0]}'?" if near else ""))
-        if e.against != "base" and e.against not in names:
-            v.error(f"{p}.against", f"'{e.against}' is not a stage; use 'base' or one of: {', '.join(names)}")
-        if e.reward_model is not None and e.reward_model not in rms:
-            v.error(f"{p}.reward_model",
-                    f"'{e.reward_model}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
+        if e.against not in ("base", "start") and e.against not in names:
+            v.error(f"{p}.against", f"'{e.against}' is not a stage; use 'base', 'start' or one of: {', '.join(names)}")
+        if e.hook == "llm_judge" and not e.judge:
+            v.error(f"{p}.judge", "llm_judge needs the judging model: a hub id, a local folder or a .gguf file")
+        elif e.judge is not None and e.hook != "llm_judge" and e.judge not in rms:
+            v.error(f"{p}.judge", f"'{e.judge}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
         if e.data and _looks_local(e.data) and not Path(e.data).expanduser().exists():
             v.error(f"{p}.data", f"data file {e.data} does not exist")
         elif e.data and e.hook == "compliance" and is_benchmark(e.data) and (why := missing(e.data)):

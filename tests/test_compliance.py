@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +16,6 @@ from align.compliance import (
     hook_metrics,
     judge_refusals,
     read_prompt_set,
-    wilson,
     within_noise,
     write_answers,
 )
@@ -95,13 +93,6 @@ def test_metrics_by_hand():
         {"category": "(none)", "label": "ordinary", "n": 1, "refused": 1, "refusal_rate": 1.0},
         {"category": "cooking", "label": "ordinary", "n": 1, "refused": 0, "refusal_rate": 0.0}]
     assert out["categories"][0]["lower"] == pytest.approx(0.3424, abs=1e-4) and out["categories"][0]["upper"] == 1.0
-
-
-def test_wilson_by_hand():
-    assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))  # never a zero-width interval at 0/n
-    assert wilson(15, 30) == (pytest.approx(0.3315, abs=1e-4), pytest.approx(0.6685, abs=1e-4))
-    assert wilson(30, 30)[1] == 1.0 and wilson(30, 30)[0] == pytest.approx(0.8865, abs=1e-4)
-    assert all(math.isnan(x) for x in wilson(0, 0))
 
 
 def test_within_noise_compares_intervals():
@@ -192,8 +183,8 @@ def test_answers_file_and_changes(tmp_path):
 
 
 def test_gates_and_named_hooks_read_intervals():
-    from align.gates import check_gates
-    from align.hooks import _named
+    from align.evaluation.gates import check_gates
+    from align.evaluation.hooks import named
     from align.schema import EvalSpec
 
     metrics = compliance_metrics([_rec("benign")] * 30, ["x"] * 30, [True] * 3 + [False] * 27)["overall"]
@@ -202,7 +193,7 @@ def test_gates_and_named_hooks_read_intervals():
     # 3/30 = 0.1 passes a 0.2 bound on the point but not on the interval's upper end (0.256)
     gates = check_gates(["over_refusal <= 0.2", "over_refusal.upper <= 0.2", "over_refusal.lower <= 0.2"], rates)
     assert [g["passed"] for g in gates] == [True, False, True]
-    assert set(_named(rates, EvalSpec(hook="compliance", name="xs"))) == {
+    assert set(named(rates, EvalSpec(hook="compliance", name="xs"))) == {
         "over_refusal_xs", "over_refusal_xs.lower", "over_refusal_xs.upper", "over_refusal_xs.n"}
 
 
@@ -230,7 +221,7 @@ def test_pipeline_keeps_every_answer_and_gates_on_the_interval(tmp_path, tiny_mo
     evals = json.loads((run / "evals.json").read_text())
     sft = next(r for r in evals["rows"] if r["row"] == "sft")
     assert {"over_refusal.upper", "refusal_rate.lower", "refusal_rate.n"} <= set(sft["metrics"])
-    assert [g["passed"] for g in sft["gates"]] == [True, True] and evals["compliance"]["sft"]["start"] == "base"
+    assert [g["passed"] for g in sft["gates"]] == [True, True] and evals["compliance"]["sft"]["start"] == "baseline"
     md, _ = write_report(run)
     assert "answers classified differently than by baseline" in md.read_text()
 
@@ -238,15 +229,15 @@ def test_pipeline_keeps_every_answer_and_gates_on_the_interval(tmp_path, tiny_mo
 def test_report_shows_intervals_noise_and_changed_answers(tmp_path):
     from align.report import write_report
 
-    def comp(refused: list[bool], answers: list[str], start: str) -> dict:
+    def comp(refused: list[bool], answers: list[str], start: str | None) -> dict:
         records = [_rec("benign", "cyber") for _ in refused]
         table = [{"prompt": f"p{i}", "label": "benign", "category": "cyber", "response": a, "refused": v,
                   "rule": "inability" if v else ""} for i, (v, a) in enumerate(zip(refused, answers))]
         return compliance_metrics(records, answers, refused) | {"responses": table, "start": start}
 
-    base = comp([True] * 10 + [False] * 20, ["I can't help with that."] * 10 + ["Sure."] * 20, "base")
+    base = comp([True] * 10 + [False] * 20, ["I can't help with that."] * 10 + ["Sure."] * 20, None)
     sft = comp([True] * 9 + [False] * 21, ["I can't help with that."] * 9 + ["Here is how <b>"] + ["Sure."] * 20,
-               "base")
+               "baseline")
     rows = [{"row": name, "metrics": hook_metrics(c["overall"]), "gates": []} for name, c in
             (("baseline", base), ("sft", sft))]
     run = tmp_path / "run"
@@ -261,3 +252,21 @@ def test_report_shows_intervals_noise_and_changed_answers(tmp_path):
     assert "sft: 1 answers classified differently than by baseline" in md
     assert "| benign | p9 | refused: I can&#x27;t help with that. | answered: Here is how &lt;b&gt; |" in md
     assert "answered: Here is how &lt;b&gt;" in html and "Here is how <b>" not in html  # model text escaped
+
+
+def test_hook_names_the_row_its_stage_started_from(tmp_path, monkeypatch):
+    """The report's changed answers compare a row with the row of its stage's `init` (as `against: start`)."""
+    import align.compliance
+    from align.evaluation.hooks import HookContext, Row, _compliance
+    from align.schema import EvalSpec, ModelSpec
+
+    data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hi", "label": "benign"}])
+    monkeypatch.setattr(align.compliance, "evaluate_compliance",
+                        lambda *a: (compliance_metrics([_rec("benign")], ["x"], [False]), []))
+    models = SimpleNamespace(get=lambda artifact: None, tok=None)
+    run = tmp_path / "run"
+    starts = []
+    for row in (Row("baseline", None), Row("sft", run / "sft"), Row("dpo", run / "dpo", start=run / "sft")):
+        ctx = HookContext(row, EvalSpec(hook="compliance", data=str(data)), str(data), ModelSpec(name="m"), run)
+        starts.append(_compliance(models, ctx)[1]["start"])
+    assert starts == [None, "baseline", "sft"]
