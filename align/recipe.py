@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
 from align.evaluation.hooks import HOOKS
 from align.schema import STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
@@ -368,6 +369,8 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
             v.error(f"{p}.judge", f"'{e.judge}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
         if e.data and _looks_local(e.data) and not Path(e.data).expanduser().exists():
             v.error(f"{p}.data", f"data file {e.data} does not exist")
+        elif e.data and e.hook == "compliance" and is_benchmark(e.data) and (why := missing(e.data)):
+            v.error(f"{p}.data", why)
         if e.name is not None and not re.fullmatch(r"\w+", e.name):
             v.error(f"{p}.name", f"'{e.name}' is not a metric-name suffix; use letters, digits and _")
         same = [j for j, o in enumerate(recipe.evals[:i]) if o and (o.hook, o.name) == (e.hook, e.name)]

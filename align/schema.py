@@ -101,8 +101,9 @@ class EvalSpec:
     hook: str = _f(None, "A built-in (rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, samples) or "
                          "your own 'module:function' (see docs/concepts.md, evaluation hooks).")
     data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, llm_judge, kl, samples, "
-                                "compliance: with labels), text or chat (perplexity); unset = the recipe's "
-                                "held-out data of that kind.")
+                                "compliance: with labels, or a benchmark name: xstest, advbench, harmbench, "
+                                "strongreject), text or chat (perplexity); unset = the recipe's held-out data of "
+                                "that kind.")
     max_examples: int | None = _f(None, "Use at most this many records (compliance: balanced over labels).")
     against: str = _f("base", "win_rate, llm_judge: what each row's policy is compared with: 'base' (the recipe's "
                               "model), 'start' (the model the row's stage started from) or an earlier stage's name.")

@@ -86,8 +86,8 @@ evals:
   - {hook: kl, max_examples: 2, generation: {max_new_tokens: 4}}
   - {hook: llm_judge, judge: MODEL, against: start, max_examples: 2, generation: {max_new_tokens: 4}}
   - {hook: "tests.test_gates:user_hook", args: {scale: 3}}
-""".replace("MODEL", str(tiny_model_dir)),
-                             gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n", tracking="wandb")
+""".replace("MODEL", str(tiny_model_dir)), gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n",
+                     tracking="wandb")
     run_pipeline(recipe)
     evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     rows = {r["row"]: r["metrics"] for r in evals["rows"]}
