@@ -15,6 +15,7 @@ from align.pipeline import run_pipeline
 from align.recipe import load_recipe
 from align.schema import GenerationSpec, LoraSpec, ModelSpec, PPOStage
 from align.stages import ppo
+from align.stages.ppo_model import policy_forward
 from tests.stages.test_on_policy import write_recipe
 
 PROMPTS = [[{"role": "user", "content": q}] for q in
@@ -52,7 +53,7 @@ def test_update_logprobs_equal_rollout_logprobs(spec):
     ro, idx = batch["ro"], torch.tensor([5, 0, 11])
     rows, prompt, answer = ro.rows(idx)
     assert rows["input_ids"].shape[1] == prompt + answer <= ro.input_ids.shape[1]
-    again, _ = ppo.policy_forward(trainer.policy, rows, prompt, 1.0)
+    again, _ = policy_forward(trainer.policy, rows, prompt, 1.0)
     mask = ro.mask[idx, :answer].bool()
     torch.testing.assert_close(again[mask], batch["old_logprobs"][idx, :answer][mask], atol=1e-5, rtol=1e-5)
     assert not batch["old_logprobs"][idx, answer:].any()  # nothing past the rows' longest completion
@@ -62,7 +63,7 @@ def test_update_logprobs_equal_rollout_logprobs(spec):
     expected = completion_logprobs(trainer.policy, completions, tok.pad_token_id)
     ro2 = ppo.collate(completions, tok.pad_token_id)
     rows, prompt, _ = ro2.rows(torch.arange(len(PROMPTS)))
-    got, _ = ppo.policy_forward(trainer.policy, rows, prompt, 1.0)
+    got, _ = policy_forward(trainer.policy, rows, prompt, 1.0)
     for row, exp in zip(got, expected):
         torch.testing.assert_close(row[:len(exp)], exp, atol=1e-5, rtol=1e-5)
 
