@@ -4,8 +4,10 @@
 
 The completions and scores are fixed (no sampling), so 1 and 2 processes see the same rollouts; each rank
 takes its share (rows rank::world, as `PPOTrainer.rollout` does), then `process` and one `update` (one
-minibatch per rank, one rollout per micro-batch: the global minibatch is the whole batch either way).
-Rank 0 writes the gathered statistics, its rows' advantages and returns, and the averaged gradients.
+minibatch per rank in micro-batches of 2 rollouts grouped by length, so 1 and 2 processes cut the global
+minibatch, the whole batch either way, into different micro-batches: the gradients agree only if every token
+weighs the same however the minibatch is cut). Rank 0 writes the gathered statistics, its rows' advantages
+and returns, and the gradients (averaged over the ranks by accelerate).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def main(model_dir: str, out: Path) -> None:
     spec = ModelSpec(name=model_dir, lora=LoraSpec(r=4, alpha=8))
     tok = load_tokenizer(spec)
     torch.manual_seed(0)  # the same LoRA initialisation on every rank
-    stage = PPOStage(name="ppo", kind="ppo", rollout_batch_size=ROLLOUTS, batch_size=1, grad_accum=ROLLOUTS // world,
-                     ppo_epochs=1, whiten_rewards=True, generation=GenerationSpec(temperature=1.0))
+    stage = PPOStage(name="ppo", kind="ppo", rollout_batch_size=ROLLOUTS, batch_size=2,
+                     grad_accum=ROLLOUTS // world // 2, ppo_epochs=1, whiten_rewards=True,
+                     generation=GenerationSpec(temperature=1.0))
     trainer = ppo.PPOTrainer(load_model(spec, "causal_lm"), ppo.value_model(spec, None), tok, stage, ROLLOUTS, 0)
     completions, raw = fixed_rollouts(tok)
     batch, stats = trainer.process(completions[rank::world], raw[rank::world])
