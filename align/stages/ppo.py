@@ -30,10 +30,15 @@ Left out: lm-human-preferences' fixed-length responses with a truncation token (
 top-p sampling in rollouts (refused: the log-probs would not be the sampling distribution's); early stopping
 of the epochs on approximate KL; a value head sharing the policy's weights.
 
-Data parallel (`align run --num-processes N`): each rank generates, scores and trains on its 1/N share of
-every rollout batch; reward normalisation, whitening, the KL the controller steers by and every logged
-statistic are over the whole batch (gathered or all-reduced), and gradients are averaged before each
-optimizer step, so N ranks take the steps one process would with N times the micro-batches.
+Every token of a minibatch weighs the same in the losses: summed token losses over the minibatch's token
+count (over all ranks), however the minibatch is cut into micro-batches.
+
+On accelerate (`align/stages/ppo_model.py`): policy and critic are prepared as one module with one optimizer
+and scheduler, so DDP, FSDP and DeepSpeed (`align run --num-processes N`, `--accelerate-config`) train them;
+each rank generates, scores and trains on its 1/N share of every rollout batch; reward normalisation,
+whitening, the KL the controller steers by and every logged statistic are over the whole batch
+(`accelerator.gather` / `reduce`), and accelerate averages the gradients, so N ranks take the steps one process
+would with N times the micro-batches. The reference and the reward model are frozen and whole on every rank.
 """
 
 from __future__ import annotations
@@ -46,13 +51,11 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import get_scheduler
-from trl.trainer.utils import pad
 
 from align import distributed, rl
 from align.data import load_split, parse_prompt
@@ -61,7 +64,14 @@ from align.generation import Completion, adapters_disabled, generate, prompt_ids
 from align.models import load_artifact, load_model, save_model
 from align.schema import ModelSpec, PPOStage
 from align.stages.common import StageContext, evaluate_policy, minibatches_per_step
-from align.stages.ppo_model import PolicyAndCritic, policy_for_generation, policy_forward
+from align.stages.ppo_model import (
+    PolicyAndCritic,
+    Rollouts,
+    accelerator_for,
+    collate,
+    policy_for_generation,
+    policy_forward,
+)
 from align.tracking import Tracker
 
 log = logging.getLogger("align")
@@ -107,44 +117,6 @@ def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> RewardFn:
     return reward
 
 
-@dataclass
-class Rollouts:
-    """A rollout batch, padded once to one layout: [left-padded prompt | right-padded completion]."""
-
-    input_ids: torch.Tensor  # [N, P + R]
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-    mask: torch.Tensor  # [N, R]: 1 on completion tokens (EOS included)
-    prompt_width: int
-
-    def rows(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int, int]:
-        """Rows `idx` without the columns that are padding in all of them (the batch is padded to its longest
-        prompt and completion; a micro-batch's are often shorter): (model inputs, prompt width, completion width).
-        Position ids come from the whole batch's mask, so the cut changes no real token's position."""
-        prompt = int(self.attention_mask[idx, :self.prompt_width].sum(1).max())
-        answer = int(self.mask[idx].sum(1).max())
-        cols = slice(self.prompt_width - prompt, self.prompt_width + answer)
-        return ({"input_ids": self.input_ids[idx, cols], "attention_mask": self.attention_mask[idx, cols],
-                 "position_ids": self.position_ids[idx, cols]}, prompt, answer)
-
-    def by_length(self, idx: torch.Tensor, size: int) -> list[torch.Tensor]:
-        """`idx` split into micro-batches of `size` rows of similar length, so that `rows` cuts more padding."""
-        return list(idx[self.attention_mask[idx].sum(1).argsort(stable=True)].split(size))
-
-
-def collate(completions: Sequence[Completion], pad_id: int, device: torch.device | str = "cpu") -> Rollouts:
-    prompts = [torch.tensor(c.prompt_ids) for c in completions]
-    answers = [torch.tensor(c.ids) for c in completions]
-    p = pad(prompts, padding_value=pad_id, padding_side="left")
-    r = pad(answers, padding_value=pad_id, padding_side="right")
-    p_mask = pad([torch.ones_like(x) for x in prompts], padding_value=0, padding_side="left")
-    r_mask = pad([torch.ones_like(x) for x in answers], padding_value=0, padding_side="right")
-    mask = torch.cat([p_mask, r_mask], 1)
-    # positions count real tokens only, as generate() numbered them under left padding
-    return Rollouts(torch.cat([p, r], 1).to(device), mask.to(device), (mask.cumsum(1) - 1).clamp(min=0).to(device),
-                    r_mask.float().to(device), p.shape[1])
-
-
 class PPOTrainer:
     """PPO over a LoRA policy and a separate critic, on accelerate; `train` runs the steps, `save`/`load`
     checkpoint them. `policy` and `value` are the bare models (unwrapped from DDP / FSDP / DeepSpeed)."""
@@ -159,7 +131,7 @@ class PPOTrainer:
         self.steps = stage.max_steps if stage.max_steps > 0 else \
             math.ceil(stage.epochs * n_prompts / stage.rollout_batch_size)
         self.n_prompts, self.step, self.score_norm = n_prompts, 0, None
-        self.accelerator = _accelerator(stage)
+        self.accelerator = accelerator_for(stage)
         pair = PolicyAndCritic(policy, value).to(self.accelerator.device)
         optimizer = torch.optim.AdamW([p for p in pair.parameters() if p.requires_grad], lr=stage.learning_rate,
                                       eps=1e-5, weight_decay=stage.weight_decay)
@@ -398,23 +370,6 @@ class PPOTrainer:
         if state.get("cuda_rng") is not None and self.accelerator.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"])  # rollouts sample on the GPU
         log.info("resumed PPO at step %d of %d from %s", self.step, self.steps, path)
-
-
-def _accelerator(stage: PPOStage) -> Any:
-    """The stage's Accelerator: on the one device decision's device (`align.distributed.device`), with the
-    stage's gradient accumulation; the learning-rate schedule counts optimizer steps (not steps x processes).
-    Under DeepSpeed, the micro-batch size and clipping its config leaves to "auto" come from the stage."""
-    from accelerate import Accelerator
-
-    acc = Accelerator(cpu=distributed.device().type == "cpu", gradient_accumulation_steps=stage.grad_accum,
-                      step_scheduler_with_optimizer=False)
-    plugin = getattr(acc.state, "deepspeed_plugin", None)
-    if plugin is not None:
-        config = plugin.deepspeed_config
-        config["train_micro_batch_size_per_gpu"] = stage.batch_size
-        if config.get("gradient_clipping", "auto") == "auto":
-            config["gradient_clipping"] = stage.max_grad_norm
-    return acc
 
 
 def _trainable(model: Any) -> dict[str, torch.Tensor]:

@@ -1,5 +1,5 @@
-"""The PPO stage's models as accelerate sees them: policy and critic in one module, their per-token forwards,
-and the unwrapped policy for sampling.
+"""The PPO stage's models and batches as accelerate sees them: the Accelerator, policy and critic in one module,
+their per-token forwards, the unwrapped policy for sampling, and the rollouts' padded layout.
 
 accelerate wraps one module per engine (DDP, FSDP2, a DeepSpeed engine), so the policy and the critic that
 the stage trains together live in one `PolicyAndCritic`, prepared once with one optimizer (as TRL's
@@ -15,12 +15,71 @@ positions), so its output transform applies: Gemma 2's final-logit soft-capping,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from trl.trainer.utils import pad
 
-from align import rl
+from align import distributed, rl
+from align.generation import Completion
+from align.schema import PPOStage
+
+
+def accelerator_for(stage: PPOStage) -> Any:
+    """The stage's Accelerator: on the one device decision's device (`align.distributed.device`), with the
+    stage's gradient accumulation; the learning-rate schedule counts optimizer steps (not steps x processes).
+    Under DeepSpeed, the micro-batch size and clipping its config leaves to "auto" come from the stage."""
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=distributed.device().type == "cpu", gradient_accumulation_steps=stage.grad_accum,
+                      step_scheduler_with_optimizer=False)
+    plugin = getattr(acc.state, "deepspeed_plugin", None)
+    if plugin is not None:
+        config = plugin.deepspeed_config
+        config["train_micro_batch_size_per_gpu"] = stage.batch_size
+        if config.get("gradient_clipping", "auto") == "auto":
+            config["gradient_clipping"] = stage.max_grad_norm
+    return acc
+
+
+@dataclass
+class Rollouts:
+    """A rollout batch, padded once to one layout: [left-padded prompt | right-padded completion]."""
+
+    input_ids: torch.Tensor  # [N, P + R]
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    mask: torch.Tensor  # [N, R]: 1 on completion tokens (EOS included)
+    prompt_width: int
+
+    def rows(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int, int]:
+        """Rows `idx` without the columns that are padding in all of them (the batch is padded to its longest
+        prompt and completion; a micro-batch's are often shorter): (model inputs, prompt width, completion width).
+        Position ids come from the whole batch's mask, so the cut changes no real token's position."""
+        prompt = int(self.attention_mask[idx, :self.prompt_width].sum(1).max())
+        answer = int(self.mask[idx].sum(1).max())
+        cols = slice(self.prompt_width - prompt, self.prompt_width + answer)
+        return ({"input_ids": self.input_ids[idx, cols], "attention_mask": self.attention_mask[idx, cols],
+                 "position_ids": self.position_ids[idx, cols]}, prompt, answer)
+
+    def by_length(self, idx: torch.Tensor, size: int) -> list[torch.Tensor]:
+        """`idx` split into micro-batches of `size` rows of similar length, so that `rows` cuts more padding."""
+        return list(idx[self.attention_mask[idx].sum(1).argsort(stable=True)].split(size))
+
+
+def collate(completions: Sequence[Completion], pad_id: int, device: torch.device | str = "cpu") -> Rollouts:
+    prompts = [torch.tensor(c.prompt_ids) for c in completions]
+    answers = [torch.tensor(c.ids) for c in completions]
+    p = pad(prompts, padding_value=pad_id, padding_side="left")
+    r = pad(answers, padding_value=pad_id, padding_side="right")
+    p_mask = pad([torch.ones_like(x) for x in prompts], padding_value=0, padding_side="left")
+    r_mask = pad([torch.ones_like(x) for x in answers], padding_value=0, padding_side="right")
+    mask = torch.cat([p_mask, r_mask], 1)
+    # positions count real tokens only, as generate() numbered them under left padding
+    return Rollouts(torch.cat([p, r], 1).to(device), mask.to(device), (mask.cumsum(1) - 1).clamp(min=0).to(device),
+                    r_mask.float().to(device), p.shape[1])
 
 
 class PolicyAndCritic(torch.nn.Module):

@@ -15,7 +15,7 @@ from align.pipeline import run_pipeline
 from align.recipe import load_recipe
 from align.schema import GenerationSpec, LoraSpec, ModelSpec, PPOStage
 from align.stages import ppo
-from align.stages.ppo_model import policy_forward
+from align.stages.ppo_model import collate, policy_forward
 from tests.stages.test_on_policy import write_recipe
 
 PROMPTS = [[{"role": "user", "content": q}] for q in
@@ -61,7 +61,7 @@ def test_update_logprobs_equal_rollout_logprobs(spec):
     tok = trainer.tok
     completions = generate(trainer.policy, tok, prompt_ids(tok, PROMPTS), 8, 1.0, seed=3)
     expected = completion_logprobs(trainer.policy, completions, tok.pad_token_id)
-    ro2 = ppo.collate(completions, tok.pad_token_id)
+    ro2 = collate(completions, tok.pad_token_id)
     rows, prompt, _ = ro2.rows(torch.arange(len(PROMPTS)))
     got, _ = policy_forward(trainer.policy, rows, prompt, 1.0)
     for row, exp in zip(got, expected):
@@ -168,7 +168,7 @@ def test_logprobs_go_through_the_models_final_logit_softcapping():
         attn_implementation="eager")).eval()
     completions = [Completion([5, 6, 7, 8], [9, 10, 11], "", True),
                    Completion([12, 13], [14, 15, 16, 17, 18], "", True)]
-    ro = ppo.collate(completions, 0)
+    ro = collate(completions, 0)
     rows, prompt, _ = ro.rows(torch.arange(2))
     with torch.no_grad():
         full = torch.log_softmax(model(**rows).logits.float(), -1)
