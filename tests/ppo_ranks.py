@@ -1,6 +1,6 @@
 """Worker for tests/test_distributed.py: one PPO rollout batch processed and trained on by every rank.
 
-    torchrun --nproc_per_node 2 tests/ppo_ranks.py MODEL_DIR OUT_DIR     # or plain python: one process
+    torchrun --nproc_per_node 2 tests/ppo_ranks.py MODEL_DIR OUT_DIR [DTYPE]   # or plain python: one process
 
 The completions and scores are fixed (no sampling), so 1 and 2 processes see the same rollouts; each rank
 takes its share (rows rank::world, as `PPOTrainer.rollout` does), then `process` and one `update` (one
@@ -39,9 +39,9 @@ def fixed_rollouts(tok) -> tuple[list[Completion], torch.Tensor]:
     return out, torch.tensor([0.5, -1.0, 2.0, 0.25, -0.5, 1.5, 0.0, 3.0])
 
 
-def main(model_dir: str, out: Path) -> None:
+def main(model_dir: str, out: Path, dtype: str = "auto") -> None:
     world, rank = distributed.world_size(), distributed.rank()
-    spec = ModelSpec(name=model_dir, lora=LoraSpec(r=4, alpha=8))
+    spec = ModelSpec(name=model_dir, lora=LoraSpec(r=4, alpha=8), dtype=dtype)
     tok = load_tokenizer(spec)
     torch.manual_seed(0)  # the same LoRA initialisation on every rank
     stage = PPOStage(name="ppo", kind="ppo", rollout_batch_size=ROLLOUTS, batch_size=2,
@@ -58,8 +58,9 @@ def main(model_dir: str, out: Path) -> None:
                                       batch["ro"].mask)}
         grads = {n: p.grad.tolist() for m in (trainer.policy, trainer.value) for n, p in m.named_parameters()
                  if p.requires_grad}
-        (out / f"world-{world}.json").write_text(json.dumps({"stats": stats, "rows": rows, "grads": grads}))
+        (out / f"world-{world}.json").write_text(json.dumps({"stats": stats, "rows": rows, "grads": grads,
+                                                             "device": trainer.accelerator.device.type}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:])
