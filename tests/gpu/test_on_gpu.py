@@ -81,10 +81,10 @@ def _recipe(root: Path, model: Path, dtype: str, kinds: tuple[str, ...], hooks: 
     evals = {"compliance": f"{{hook: compliance, data: {compliance}, max_examples: 4, "
                            "generation: {max_new_tokens: 6, temperature: 0}}",
              "perplexity": f"{{hook: perplexity, data: {text}, max_examples: 4}}",
-             "win_rate": "{hook: win_rate, max_examples: 2, generation: {max_new_tokens: 6}}",
-             "kl": "{hook: kl, max_examples: 2, generation: {max_new_tokens: 6}}",
-             "samples": "{hook: samples, max_examples: 2, generation: {max_new_tokens: 6}}",
-             "rm_accuracy": "{hook: rm_accuracy, max_examples: 8}"}
+             "win_rate": f"{{hook: win_rate, data: {prompts}, max_examples: 2, generation: {{max_new_tokens: 6}}}}",
+             "kl": f"{{hook: kl, data: {prompts}, max_examples: 2, generation: {{max_new_tokens: 6}}}}",
+             "samples": f"{{hook: samples, data: {prompts}, max_examples: 2, generation: {{max_new_tokens: 6}}}}",
+             "rm_accuracy": f"{{hook: rm_accuracy, data: {rankings}, max_examples: 8}}"}
     evals_yaml = "".join(f"  - {evals[h]}\n" for h in hooks)
     path = root / "r.yaml"
     path.write_text(f"""name: gpu-check
