@@ -152,7 +152,7 @@ def table(found: list[dict], peak: float | None, measured: float | None, device:
              "|---|---|---|---|---|"]
     for r in found:
         mfu = [f"{100 * r['tflops'] / p:.1f}%" if p else "n/a" for p in (peak, measured)]
-        lines.append(f"| {r['stage']} | {r['tokens_per_s']:.0f} | {r['tflops']:.1f} | {mfu[0]} | {mfu[1]} |")
+        lines.append(f"| {r['stage']} | {r['tokens_per_s']:.0f} | {r['tflops']:.3g} | {mfu[0]} | {mfu[1]} |")
     return "\n".join(lines) + "\n"
 
 
