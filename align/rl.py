@@ -9,6 +9,7 @@ variances and whitening global, as if one process held the whole batch.
                    score at its last token (Ziegler et al. 2019; Stiennon et al. 2020)
     gae            advantages and returns by generalized advantage estimation (Schulman et al. 2016)
     masked_whiten  whitening of rewards (scale only) or advantages (shift and scale)
+    token_mean     a masked sum over a whole minibatch's token count (micro-batches and ranks weigh tokens alike)
     policy_loss    clipped surrogate objective, with clip fraction and approximate KL (Schulman et al. 2017)
     value_loss     value loss clipped around the rollout's values (as in OpenAI's baselines and lm-human-preferences)
     KLController   fixed or adaptive KL coefficient (Ziegler et al. 2019, section 2.2)

@@ -20,12 +20,13 @@ Implementation details of Huang et al., "The N Implementation Details of RLHF wi
 implemented: queries left-padded and responses right-padded with position ids from the mask; reward
 normalisation (gain and bias so that the starting policy's scores, taken from the first rollout batch, have
 mean 0 and std 1); optional reward whitening (scale only); advantage whitening; per-token KL penalty with
-the score at the last token; value model initialised from the reward model; clipped value loss; clipped
-policy loss; adaptive KL controller; log-probs of the tempered distribution (logits / temperature) in
-rollouts and updates alike; dropout off (models in eval mode throughout); Adam eps 1e-5; learning rate
-annealed linearly to 0 over all updates; several epochs of shuffled minibatches; gradient accumulation
-and clipping; a penalty for completions cut by the length limit before EOS (subtracted, as in TRL, instead
-of replacing the score by -1).
+the score at the last token; value model initialised from the reward model, its score head mapped into
+the normalized returns' units (the reward normalisation's gain and bias) from the first step; clipped value
+loss; clipped policy loss; adaptive KL controller; log-probs of the tempered distribution (logits /
+temperature) in rollouts and updates alike, through the model's own output transform (soft-capping, logit
+scale); dropout off (models in eval mode throughout); Adam eps 1e-5; learning rate annealed linearly to 0
+over all updates; several epochs of shuffled minibatches; gradient accumulation and clipping; a penalty for
+completions cut by the length limit before EOS (subtracted, as in TRL, instead of replacing the score by -1).
 Left out: lm-human-preferences' fixed-length responses with a truncation token (we stop at EOS); top-k /
 top-p sampling in rollouts (refused: the log-probs would not be the sampling distribution's); early stopping
 of the epochs on approximate KL; a value head sharing the policy's weights.
