@@ -2,13 +2,12 @@
 # Fetch, HERE (with PyPI), the wheels bench/gpu_check.sh installs on the GPU machine, which has torch,
 # transformers, accelerate, peft, numpy, pandas, pyarrow, pyyaml, requests, httpx and protobuf but no network:
 # trl, datasets, wandb and gguf at the versions this project is tested with, and what they need that the
-# machine lacks. Python 3.12, x86-64 Linux (the machine's). Into .whl/ (ignored by git: carry it with the
+# machine lacks. Python 3.12, x86-64 Linux (the machine's). Into .whl/ (in .gitignore: carry it with the
 # device tool's `carry: [".whl"]`; about 30 MiB of its 64 MiB limit).
 #
 #   bench/gpu_wheels.sh && du -sh .whl
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> "$(git rev-parse --git-common-dir)/info/exclude"
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64; do
     platforms+=(--platform "$p")
