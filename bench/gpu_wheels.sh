@@ -3,7 +3,7 @@
 # transformers, accelerate, peft, numpy, pandas, pyarrow, pyyaml, requests, httpx and protobuf but no network:
 # trl, datasets, wandb and gguf at the versions this project is tested with, and what they need that the
 # machine lacks. Python 3.12, x86-64 Linux (the machine's). Into .whl/ (in .gitignore: carry it with the
-# device tool's `carry: [".whl"]`; about 30 MiB of its 64 MiB limit).
+# device tool's `carry: [".whl"]`; 26 MiB of its 64 MiB limit, measured 2026-12-01).
 #
 #   bench/gpu_wheels.sh && du -sh .whl
 set -euo pipefail
