@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 py=${PYTHON:-python3}
 start=$(date +%s)
 
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+if [ $dry = 0 ] && [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then  # the GPU machine's Python 3.12 wheels
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || { echo "gpu_check: installing the carried wheels failed" >&2; exit 2; }
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
