@@ -236,8 +236,10 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
     """Per-token log-probabilities of each completion given its prompt (one 1-D float tensor each), under
     softmax(logits / temperature): the distribution `generate` samples from at that temperature.
 
-    Log-softmax runs only over the completion's positions, one row at a time, so no full-vocabulary
-    fp32 tensor for the whole batch is ever held.
+    Through the model's own forward, so its output transform applies (Gemma 2's final-logit soft-capping,
+    Cohere's `logit_scale`, ...), with the LM head restricted to the completions' positions (`logits_to_keep`):
+    prompts are left-padded and completions right-padded, so those positions are the batch's last columns.
+    Log-softmax runs in fp32 one row at a time, so no fp32 full-vocabulary tensor for the whole batch is held.
     """
     device = next(model.parameters()).device
     out: list[torch.Tensor | None] = [None] * len(completions)
@@ -245,16 +247,20 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            rows = [torch.tensor(completions[i].prompt_ids + completions[i].ids) for i in idx]
-            ids = pad(rows, padding_value=pad_token_id, padding_side="right").to(device)
-            mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="right").to(device)
-            hidden = _last_hidden(model, ids, mask)
-            head = model.get_output_embeddings()
+            prompts = [torch.tensor(completions[i].prompt_ids) for i in idx]
+            answers = [torch.tensor(completions[i].ids) for i in idx]
+            mask = torch.cat([pad([torch.ones_like(r) for r in prompts], padding_value=0, padding_side="left"),
+                              pad([torch.ones_like(r) for r in answers], padding_value=0, padding_side="right")], 1)
+            ids = torch.cat([pad(prompts, padding_value=pad_token_id, padding_side="left"),
+                             pad(answers, padding_value=pad_token_id, padding_side="right")], 1).to(device)
+            width = max(len(a) for a in answers)
+            logits = model(input_ids=ids, attention_mask=mask.to(device), position_ids=(mask.cumsum(1) - 1).clamp(
+                min=0).to(device), use_cache=False, logits_to_keep=width + 1).logits[:, :-1]
             for b, i in enumerate(idx):
-                n_prompt, n = len(completions[i].prompt_ids), len(completions[i].ids)
-                logits = head(hidden[b, n_prompt - 1:n_prompt + n - 1]).float() / temperature
-                target = ids[b, n_prompt:n_prompt + n]
-                out[i] = torch.log_softmax(logits, -1).gather(-1, target[:, None]).squeeze(-1).cpu()
+                n = len(completions[i].ids)
+                target = ids[b, ids.shape[1] - width:ids.shape[1] - width + n]
+                lp = torch.log_softmax(logits[b, :n].float() / temperature, -1)
+                out[i] = lp.gather(-1, target[:, None]).squeeze(-1).cpu()
     return out  # type: ignore[return-value]
 
 
@@ -264,12 +270,6 @@ def token_nll(model: Any, rows: Sequence[list[int]], pad_token_id: int, batch_si
     rows = [r for r in rows if len(r) > 1]
     lps = completion_logprobs(model, [Completion(r[:1], r[1:], "", True) for r in rows], pad_token_id, batch_size)
     return -float(sum(lp.sum() for lp in lps)), sum(len(r) - 1 for r in rows)
-
-
-def _last_hidden(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The final hidden states, without computing the LM head over the whole batch."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
 
 
 @torch.no_grad()

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from align.distributed import failure_callbacks, world_size
+from align.distributed import device, failure_callbacks, world_size
 from align.errors import AlignError
+from align.models import default_dtype
 from align.recipe import data_kind, reward_stage
 from align.schema import DataSpec, Recipe, StageBase
 from align.tracking import Tracker
@@ -76,8 +77,7 @@ def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
     TRL defaults to bf16 autocast and gradient checkpointing even on CPU; measured here, both cost
     throughput on small models. The loader decides checkpointing; autocast only on a bf16 GPU model.
     """
-    s = ctx.stage
-    cuda = torch.cuda.is_available()
+    s, cpu = ctx.stage, device().type == "cpu"
     settings = dict(
         output_dir=str(ctx.out / "checkpoints"),
         learning_rate=s.learning_rate,
@@ -98,9 +98,9 @@ def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
         save_steps=s.save_steps or 500,
         save_total_limit=1,  # the latest checkpoint is the resume point; older ones only cost disk
         eval_strategy="no",
-        bf16=cuda and ctx.recipe.model.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported(),
+        bf16=not cpu and default_dtype(ctx.recipe.model) == torch.bfloat16,  # the loader's dtype decision
         gradient_checkpointing=False,
-        use_cpu=not cuda,
+        use_cpu=cpu,
     )
     return cls(**(settings | extra))
 
