@@ -4,7 +4,7 @@
     align chat base --model smollm2-135m-instruct
     align generate runs/quickstart/dpo --prompts prompts.jsonl --out answers.jsonl [--batch-size 16]
 
-Both use the artifact's chat template and stop where an assistant turn ends (`inference.turn_end_ids`).
+Both use the artifact's chat template and `generation.generate`, which stops where an assistant turn ends.
 The chat streams tokens as they are sampled (transformers' `TextIteratorStreamer`); `/reset` starts a new
 conversation, `/exit` (or end of input) leaves. `generate` reads prompts in the formats the evaluation
 hooks read (JSONL or CSV with `prompt` or chat `messages`; other fields are kept) and writes one record per
@@ -78,27 +78,19 @@ def _check_sampling(args: argparse.Namespace) -> None:
 
 def stream_reply(loaded: Loaded, messages: list[dict], max_new_tokens: int, temperature: float, top_p: float,
                  seed: int | None = None) -> Iterator[str]:
-    """The assistant's reply to `messages`, yielded piece by piece as the model samples it."""
-    import torch
+    """The assistant's reply to `messages`, yielded piece by piece as `generation.generate` samples it (the
+    sampler of `align generate` and the evaluation hooks: the same stop tokens, the same distribution)."""
     from transformers import TextIteratorStreamer
 
-    from align.inference import turn_end_ids
+    from align.generation import generate, prompt_ids
 
-    tok, model = loaded.tok, loaded.model
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    ids = {k: v.to(model.device) for k, v in ids.items()}
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-    if seed is not None:
-        torch.manual_seed(seed)
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else \
-        dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+    streamer = TextIteratorStreamer(loaded.tok, skip_special_tokens=True)  # gets the reply's tokens only
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
-            with torch.no_grad():
-                model.generate(**ids, max_new_tokens=max_new_tokens, eos_token_id=turn_end_ids(tok),
-                               pad_token_id=tok.pad_token_id, streamer=streamer, **sampling)
+            generate(loaded.model, loaded.tok, prompt_ids(loaded.tok, [messages]), max_new_tokens, temperature,
+                     top_p, batch_size=1, seed=seed, streamer=streamer)
         except BaseException as e:  # re-raised in the caller's thread, after the streamer is closed
             errors.append(e)
             streamer.end()
@@ -112,13 +104,13 @@ def stream_reply(loaded: Loaded, messages: list[dict], max_new_tokens: int, temp
 
 
 def _chat(args: argparse.Namespace) -> int:
-    import torch
-
     from align.inference import open_artifact, require_chat
 
     _check_sampling(args)
     loaded = open_artifact(args.artifact, args.model, head="causal_lm")
     require_chat(loaded, "chat")
+    import torch  # imported only now: a bad request fails before it (seconds)
+
     start = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(start)
     torch.manual_seed(args.seed)  # once: the same inputs in the same order give the same session
@@ -177,10 +169,7 @@ def read_prompts(path: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from align.generation import generate, prompt_ids
-    from align.inference import open_artifact, require_chat, turn_end_ids
+    from align.inference import open_artifact, require_chat
 
     _check_sampling(args)
     out = Path(args.out)
@@ -191,8 +180,10 @@ def _generate(args: argparse.Namespace) -> int:
     records = read_prompts(args.prompts, args.max_examples)
     loaded = open_artifact(args.artifact, args.model, head="causal_lm")
     require_chat(loaded, "generate")
-    # `generate` stops at the model's EOS ids and the tokenizer's: add the tokens that end an assistant turn
-    loaded.model.generation_config.eos_token_id = turn_end_ids(loaded.tok)
+    from tqdm.auto import tqdm  # imported only now, like torch: a bad request fails fast
+
+    from align.generation import generate, prompt_ids
+
     settings = {"artifact": loaded.source, "fingerprint": loaded.fingerprint, "model": loaded.spec.name,
                 "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
                 "seed": args.seed}

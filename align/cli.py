@@ -86,12 +86,15 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="run one evaluation hook on a stage artifact (or the base model)")
     ev.add_argument("artifact", metavar="ARTIFACT", help="a stage folder (runs/quickstart/dpo), or 'base' with --model")
-    ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, kl, perplexity, compliance, samples, "
-                                                  "or module:function")
-    ev.add_argument("--data", help="the hook's data file (rankings, prompts, labelled prompts, text)")
+    ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, "
+                                                  "samples, or module:function")
+    ev.add_argument("--data", help="the hook's data file (rankings, prompts, labelled prompts, text); compliance also "
+                                   "takes a benchmark: xstest, advbench, harmbench, strongreject")
     ev.add_argument("--model", help="base model name (for 'base', or to override the artifact's)")
-    ev.add_argument("--against", default="base", help="win_rate: the other artifact folder, or 'base'")
-    ev.add_argument("--judge", help="win_rate / samples: the rm artifact that scores both")
+    ev.add_argument("--against", default="base", help="win_rate, llm_judge: the other artifact folder, 'base' or "
+                                                      "'start' (the model the artifact's stage started from)")
+    ev.add_argument("--judge", help="win_rate / samples: the rm artifact that scores both; llm_judge: the judging "
+                                    "model (hub id or folder)")
     ev.add_argument("--max-examples", type=int, help="use at most this many records")
     ev.add_argument("--classifier", choices=["rules", "judge"], default="rules", help="compliance: refusal detector")
     ev.add_argument("--max-new-tokens", type=int, default=96, help="generation length for generating hooks")
@@ -166,18 +169,24 @@ def _report(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from align.hooks import evaluate_artifact
+    from align.evaluation.table import evaluate_artifact
     from align.schema import EvalSpec, GenerationSpec
 
-    against = str(Path(args.against).resolve()) if args.against != "base" else "base"
+    against = str(Path(args.against).resolve()) if args.against not in ("base", "start") else args.against
     spec = EvalSpec(hook=args.hook, data=args.data, max_examples=args.max_examples, against=against,
                     classifier=args.classifier,
                     generation=GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature))
     result = evaluate_artifact(args.artifact, spec, args.model, args.judge)
-    for name, value in result["metrics"].items():
-        print(f"{name:<24} {value:.4g}" if isinstance(value, float) else f"{name:<24} {value}")
+    metrics = result["metrics"]
+    for name, value in metrics.items():
+        if "." in name and name.rsplit(".", 1)[0] in metrics:
+            continue  # an interval bound or count, printed with its rate
+        lo, hi, n = (metrics.get(f"{name}.{k}") for k in ("lower", "upper", "n"))
+        text = f"{value:.4g}" if isinstance(value, float) else f"{value}"
+        print(f"{name:<24} {text}" + (f"  95% CI [{lo:.3f}, {hi:.3f}]  n={n}" if lo is not None else ""))
     for row in (result.get("compliance") or {}).get("categories", []):
-        print(f"  {row['label']:<9} {row['category']:<20} n={row['n']:<4} refused {row['refusal_rate']:.0%}")
+        print(f"  {row['label']:<9} {row['category']:<20} n={row['n']:<4} refused {row['refusal_rate']:.0%} "
+              f"[{row['lower']:.0%}-{row['upper']:.0%}]")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")

@@ -17,6 +17,7 @@ import typing
 from typing import Any
 
 from align import schema
+from align.evaluation.hooks import HOOKS
 
 _HEADER = """\
 # Recipe reference
@@ -202,7 +203,7 @@ def render_reference() -> str:
         note = (f"`kind: {kind}` ({cls.__name__}): the [StageBase](#stagebase) keys plus these. "
                 f"{_KIND_NOTES.get(kind, '')}").strip()
         parts.append(_section(cls, f"Stage kind: {kind}", own, note))
-    parts.append(_FOOTER.format(hooks=", ".join(f"`{h}`" for h in schema.EVAL_HOOKS),
+    parts.append(_FOOTER.format(hooks=", ".join(f"`{h}`" for h in HOOKS),
                                 losses=", ".join(f"`{x}`" for x in schema.DPO_LOSSES)))
     return "\n".join(parts)
 
@@ -226,7 +227,9 @@ _FOOTER = """\
 - DPO losses (`loss` of a dpo stage): {losses}.
 - Gates (`gate:` of any stage): `'METRIC OP NUMBER'`, OP one of `>=`, `<=`, `>`, `<`, `==`, `!=`; METRIC is
   one of the stage's own metrics (its `metrics.json`) or of its evaluation row (e.g. `over_refusal`,
-  `refusal_rate`, `perplexity_increase`, `win_rate`). A failed gate stops the pipeline after that stage.
+  `refusal_rate`, `perplexity_increase`, `win_rate`). A compliance rate's 95% interval has its own names,
+  `over_refusal.lower` and `over_refusal.upper` (`'over_refusal.upper <= 0.2'`). A failed gate stops the
+  pipeline after that stage.
 """
 
 

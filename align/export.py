@@ -58,7 +58,6 @@ def export_artifact(artifact: str, out: Path, merge: bool = False, model: str | 
     """Write `artifact` as a model folder at `out` (see the module docstring); returns `out`."""
     from align.inference import artifact_spec, open_artifact
     from align.model_card import write_card
-    from align.models import artifact_head
 
     if artifact == "base":
         raise AlignError("align export needs a stage folder (runs/<recipe>/<stage>), not 'base'")
@@ -67,6 +66,8 @@ def export_artifact(artifact: str, out: Path, merge: bool = False, model: str | 
         raise AlignError(f"--out {out} exists and is not empty", hint="give a new or empty folder")
     if not out.resolve().parent.is_dir():
         raise AlignError(f"--out {out}: the folder {out.resolve().parent} does not exist", hint="create it first")
+    from align.models import artifact_head  # after the checks: torch takes seconds to import
+
     head = artifact_head(path)
     # full fine-tuning has no adapter to export: its weights are written as they are
     trained = json.loads((path / "model.json").read_text())["weights"]
@@ -96,17 +97,17 @@ def export_artifact(artifact: str, out: Path, merge: bool = False, model: str | 
 
 
 def _generation_config(loaded: Any) -> Any:
-    """The model's generation defaults with the tokens that end an assistant turn as its stop tokens."""
+    """The model's generation defaults, stopping at EOS and at the token that ends an assistant turn."""
     import copy
 
     from transformers import GenerationConfig
 
-    from align.inference import turn_end_ids
+    from align.generation import stop_token_ids
 
     model = loaded.model
     config = copy.deepcopy(model.generation_config) if getattr(model, "generation_config", None) \
         else GenerationConfig.from_model_config(model.config)
-    config.eos_token_id = turn_end_ids(loaded.tok)
+    config.eos_token_id = stop_token_ids(loaded.tok, model)  # where align's own sampling stops
     config.pad_token_id = loaded.tok.pad_token_id
     if loaded.tok.bos_token_id is not None:
         config.bos_token_id = loaded.tok.bos_token_id

@@ -2,8 +2,9 @@
 
 `open_artifact` loads a stage folder (or the base model, `base` with a model name) as one model with its
 adapters merged, with the tokenizer the stage saved (the recipe's chat template included) and the
-artifact's fingerprint. `turn_end_ids` finds the tokens that end an assistant turn in the chat template,
-which is where generation must stop (an instruct model's EOS is often not one of them).
+artifact's fingerprint. Generation stops where `align.generation` stops it: at EOS or at the token that
+ends an assistant turn in the chat template (`generation.turn_end_ids`; an instruct model's EOS is often
+not that token).
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from align.errors import AlignError
 from align.schema import ModelSpec
-
-_MARK = "\u2063align-turn-end\u2063"  # a reply text that no template rewrites, to find what follows a turn
 
 
 @dataclasses.dataclass
@@ -46,34 +43,35 @@ def artifact_spec(artifact: str, model: str | None = None) -> tuple[ModelSpec, P
     try:
         config = yaml.safe_load((path / "config.yaml").read_text())
         json.loads((path / "artifact.json").read_text())
+        json.loads((path / "model.json").read_text())
     except (OSError, ValueError, yaml.YAMLError):
-        raise AlignError(f"{artifact} is not a finished stage artifact (no readable config.yaml and artifact.json)",
+        raise AlignError(f"{artifact} is not a finished stage artifact (no readable config.yaml, artifact.json and "
+                         "model.json)",
                          hint="give a stage folder of a run, e.g. runs/quickstart/dpo, or 'base' with --model; "
                               "`align runs` lists them") from None
     return build_model_spec(config["model"] | ({"name": model} if model else {})), path
 
 
 def open_artifact(artifact: str, model: str | None = None, head: str | None = None) -> Loaded:
-    """The artifact's model (frozen, adapters merged, on the GPU when there is one) and its tokenizer."""
-    from align.models import artifact_head, load_artifact, load_model, load_tokenizer
-
+    """The artifact's model (frozen, adapters merged, on `distributed.device()` as `models.load_model` places
+    it) and its tokenizer."""
     spec, path = artifact_spec(artifact, model)
+    kind = json.loads((path / "model.json").read_text())["head"] if path else head or "causal_lm"
+    if head and head != kind:
+        raise AlignError(f"{artifact} is a {kind.replace('_', ' ')} artifact; this command needs a "
+                         f"{head.replace('_', ' ')} (a policy stage: sft, dpo, ppo, ...)")
+    from align.models import load_artifact, load_model, load_tokenizer  # after the checks: torch takes seconds
+
     if spec.adapter == "qlora":  # merged into full-precision weights: usable (and exportable) without bitsandbytes
         spec = dataclasses.replace(spec, adapter="lora")
     if path is None:
-        loaded = load_model(spec, head or "causal_lm", trainable=False)
-        tok, kind, fp, source = load_tokenizer(spec), head or "causal_lm", f"base:{spec.name}", f"base:{spec.name}"
+        loaded = load_model(spec, kind, trainable=False)
+        tok, fp, source = load_tokenizer(spec), f"base:{spec.name}", f"base:{spec.name}"
     else:
-        kind = artifact_head(path)
-        if head and head != kind:
-            raise AlignError(f"{artifact} is a {kind.replace('_', ' ')} artifact; this command needs a "
-                             f"{head.replace('_', ' ')} (a policy stage: sft, dpo, ppo, ...)")
         loaded = load_artifact(path, spec)
         tok = _artifact_tokenizer(path, spec)
         fp = json.loads((path / "artifact.json").read_text()).get("fingerprint", "")
         source = str(path)
-    if torch.cuda.is_available():
-        loaded = loaded.to("cuda")
     return Loaded(loaded, tok, spec, kind, path, fp, source)
 
 
@@ -89,21 +87,6 @@ def _artifact_tokenizer(path: Path, spec: ModelSpec) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
-
-
-def turn_end_ids(tok: Any) -> list[int]:
-    """The token ids that end an assistant turn: the special token the chat template writes right after a
-    reply (e.g. ChatML's <|im_end|>, Llama 3's <|eot_id|>, Gemma's <end_of_turn>) and the EOS token."""
-    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-    if tok.chat_template:
-        text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": _MARK}],
-                                       tokenize=False)
-        after = text.split(_MARK, 1)[1] if _MARK in text else ""
-        following = tok(after, add_special_tokens=False)["input_ids"] if after.strip() else []
-        special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
-        if following and following[0] in special:
-            ids.add(following[0])
-    return sorted(ids)
 
 
 def require_chat(loaded: Loaded, command: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from align.report import evaluation_rows, fmt, load_run, metric_names
+from align.report_data import OWN_REWARD, evaluation_rows, fmt, judged_by, load_run, metric_text, shown_metrics
 
 # licenses of the embedded models (their GGUF's upstream repository); other models: read from a local card
 _KNOWN = {"smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
@@ -146,35 +146,31 @@ def _evaluation(run: dict[str, Any], recipe: dict) -> str:
     rows = evaluation_rows(run)
     if not rows:
         return "## Evaluation\n\nThe recipe has no evaluation hooks: nothing was measured between stages.\n"
-    names = metric_names(rows)
+    names = shown_metrics(rows)
     lines = ["| row | " + " | ".join(names) + " | failed gates |", "|---" * (len(names) + 2) + "|"]
     for r in rows:
+        own = set(r.get("own_reward") or [])
+        cells = [metric_text(r["metrics"], m) + (" (own reward: optimistic)" if m in own else "") for m in names]
         failed = "; ".join(g.get("gate", "") for g in r.get("gates", []) if not g.get("passed")) or "none"
-        lines.append(f"| {r['row']} | " + " | ".join(fmt(r["metrics"].get(m)) for m in names) + f" | {failed} |")
-    judges = []
-    for e in recipe.get("evals", []) or []:
-        if e.get("hook") == "win_rate":
-            judge = e.get("reward_model") or _last_rm(recipe)
-            judges.append(f"- win_rate{'_' + e['name'] if e.get('name') else ''}: each row's answers against "
-                          f"{e.get('against', 'base')}'s, judged by the reward model of stage `{judge}` (trained "
-                          "in this run); ties count half.")
-    for s in recipe.get("stages", []):
-        if s.get("kind") in ("dpo", "ppo", "rloo", "grpo") and "win_rate" in run["stages"].get(s["name"], {}).get(
-                "metrics", {}):
-            judges.append(f"- {s['name']}'s own win_rate (in Training): against the model it started from "
-                          f"({s.get('init', 'base')}), judged by stage `{_last_rm(recipe, before=s['name'])}`.")
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {failed} |")
+    # every judged number with its judge, as the run recorded it (`judges` and `own_reward` of each row)
+    judged = [f"- {r['row']}: {text}." for r in rows if (text := judged_by(r))]
+    hooks = [_hook_text(e) for e in recipe.get("evals", []) or [] if e.get("hook") in ("win_rate", "llm_judge")]
+    notes = (["Who judged each row's win rates (a policy judged by the reward model it was trained on is marked "
+              f"'{OWN_REWARD}'):", "", *judged] if judged else []) + (["", *hooks] if hooks else [])
     return ("## Evaluation\n\nThe recipe's evaluation hooks on the base model (baseline) and after every stage:\n\n"
-            + "\n".join(lines) + "\n\n" + "\n".join(judges) + "\n")
+            + "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n")
 
 
-def _last_rm(recipe: dict, before: str | None = None) -> str:
-    found = "none"
-    for s in recipe.get("stages", []):
-        if s.get("name") == before:
-            break
-        if s.get("kind") == "rm":
-            found = s["name"]
-    return found
+def _hook_text(e: dict) -> str:
+    """What a win-rate hook compares: whose answers against whose, decided how."""
+    name = ("win_rate" if e["hook"] == "win_rate" else "llm_win_rate") + (f"_{e['name']}" if e.get("name") else "")
+    against = {"base": "the base model's", "start": "those of the model its stage started from"}.get(
+        e.get("against", "base"), f"stage `{e.get('against')}`'s")
+    how = (f"by the LLM `{e.get('judge')}`, asked in both orders" if e["hook"] == "llm_judge" else
+           f"by the reward model of stage `{e['judge']}`" if e.get("judge") else
+           "by the reward model of the last rm stage finished (trained in this run)")
+    return f"- {name}: each row's answers against {against}, judged {how}; ties count half."
 
 
 def _limitations(run: dict[str, Any], recipe: dict, stage: str) -> str:
@@ -190,15 +186,17 @@ def _limitations(run: dict[str, Any], recipe: dict, stage: str) -> str:
                      f"{fmt(base.get('refusal_rate'))}); it is not a safety filter.")
     if (inc := mine.get("perplexity_increase")) is not None:
         notes.append(f"Forgetting: perplexity on general-domain text changed by {inc:+.1%} against the base model.")
-    metrics = run["stages"].get(stage, {}).get("metrics", {})
-    if metrics.get("response_length") and metrics.get("response_length_start"):
-        a, b = metrics["response_length_start"], metrics["response_length"]
-        notes.append(f"Answer length: {a:.0f} -> {b:.0f} tokens on average against its starting model"
-                     + (" (longer answers can win a reward model's favour without being better)." if b > 1.1 * a
-                        else "."))
-    if "win_rate" in mine or "win_rate" in metrics:
+    if mine.get("response_length") and mine.get("response_length_against"):
+        a, b = mine["response_length_against"], mine["response_length"]
+        notes.append(f"Answer length: {a:.0f} -> {b:.0f} tokens on average against the answers its win rate is "
+                     "measured against" + (" (longer answers can win a reward model's favour without being better)."
+                                           if b > 1.1 * a else "."))
+    row = next((r for r in evaluation_rows(run) if r["row"] == stage), {})
+    if any(str(label).startswith("rm stage") for label in (row.get("judges") or {}).values()):
         notes.append("Win rates are judged by a reward model trained in this same run on the same kind of data, "
-                     "not by people or an independent judge.")
+                     "not by people or an independent judge" + (
+                         "; this model was trained on that reward model, so its win rates are optimistic."
+                         if row.get("own_reward") else "."))
     if (acc := mine.get("rm_accuracy")) is not None:
         notes.append(f"Held-out ranking accuracy of this reward model: {acc:.0%}.")
     for r in evaluation_rows(run):

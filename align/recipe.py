@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
-from align.schema import EVAL_HOOKS, STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.evaluation.hooks import HOOKS
+from align.schema import STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -263,6 +265,7 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
                     f"{', '.join(earlier) or '(none: add an rm stage before this one)'}")
         if isinstance(stage, OnPolicyStage):
             _check_on_policy(stage, p, rm is None and not earlier, v)
+        _check_ignored_settings(stage, p, v)
         data = stage.data or getattr(recipe.data, data_kind(stage.kind))
         if data is None:
             v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data" +
@@ -272,6 +275,11 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         mix = getattr(stage, "mix", None)
         if mix is not None and _looks_local(mix.data) and not Path(mix.data).expanduser().exists():
             v.error(f"{p}.mix.data", f"data file {mix.data} does not exist")
+        if getattr(stage, "part", None) is not None:
+            try:
+                parse_part(stage.part)
+            except ValueError as e:
+                v.error(f"{p}.part", str(e))
         for j, gate in enumerate(stage.gate):
             try:
                 parse_gate(gate)
@@ -300,6 +308,29 @@ def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: _Validato
                                                f"{stage.num_generations} (a step samples whole groups)")
 
 
+# ---- settings a stage would ignore, or that would make it sample another distribution (issue 17.5, 17.8) ----
+
+SMOOTHED_DPO_LOSSES = ("cdpo", "robust")
+"""The dpo losses that read label_smoothing (TRL 1.16's DPOTrainer reads it in robust, exo_pair, aot and
+aot_unpaired; align's cdpo is built on robust); the others would silently train as if it were 0."""
+
+
+def _check_ignored_settings(stage: StageBase, p: str, v: _Validator) -> None:
+    """A key set to a value its stage's loss or sampler never reads is an error naming the settings that do,
+    not a silent no-op; so is on-policy sampling from another distribution than the one trained on."""
+    kind, loss = stage.kind, getattr(stage, "loss", None)
+    if kind == "dpo" and stage.label_smoothing != 0 and loss not in SMOOTHED_DPO_LOSSES:
+        v.error(f"{p}.label_smoothing", f"loss '{loss}' ignores label_smoothing (only {', '.join(SMOOTHED_DPO_LOSSES)} "
+                                        "use it); set loss: cdpo or robust, or remove label_smoothing")
+    if kind == "rm" and loss == "plackett_luce" and stage.margin and \
+            (f"{p}.margin" in v.lines or f"{p}.margin" in v.overridden):
+        v.error(f"{p}.margin", "loss 'plackett_luce' ignores margins (only bradley_terry subtracts them); set loss: "
+                               "bradley_terry, or remove margin")
+    if isinstance(stage, OnPolicyStage) and stage.generation is not None and stage.generation.top_p != 1.0:
+        v.error(f"{p}.generation.top_p", f"{kind} trains on the log-probs of the full tempered distribution, so it "
+                                         f"samples from it: top_p must be 1, got {stage.generation.top_p}")
+
+
 _GATE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -311,6 +342,14 @@ def parse_gate(text: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
+def parse_part(text: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3): part i of n disjoint parts (rm stages' `part`); a ValueError says what is wrong."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"'{text}' is not a part; write 'i/n' with 1 <= i <= n, e.g. 1/2")
+    return int(m.group(1)), int(m.group(2))
+
+
 def _check_evals(recipe: Recipe, v: _Validator) -> None:
     names = [s.name for s in recipe.stages if s]
     rms = [s.name for s in recipe.stages if s and s.kind == "rm"]
@@ -318,17 +357,20 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
         if e is None:
             continue
         p = f"evals[{i}]"
-        if e.hook not in EVAL_HOOKS and ":" not in e.hook:
-            near = difflib.get_close_matches(e.hook, EVAL_HOOKS, n=1)
-            v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(EVAL_HOOKS)}, or your own "
+        if e.hook not in HOOKS and ":" not in e.hook:
+            near = difflib.get_close_matches(e.hook, HOOKS, n=1)
+            v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(HOOKS)}, or your own "
                     "'module:function'" + (f"; did you mean '{near[0]}'?" if near else ""))
-        if e.against != "base" and e.against not in names:
-            v.error(f"{p}.against", f"'{e.against}' is not a stage; use 'base' or one of: {', '.join(names)}")
-        if e.reward_model is not None and e.reward_model not in rms:
-            v.error(f"{p}.reward_model",
-                    f"'{e.reward_model}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
+        if e.against not in ("base", "start") and e.against not in names:
+            v.error(f"{p}.against", f"'{e.against}' is not a stage; use 'base', 'start' or one of: {', '.join(names)}")
+        if e.hook == "llm_judge" and not e.judge:
+            v.error(f"{p}.judge", "llm_judge needs the judging model: a hub id, a local folder or a .gguf file")
+        elif e.judge is not None and e.hook != "llm_judge" and e.judge not in rms:
+            v.error(f"{p}.judge", f"'{e.judge}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
         if e.data and _looks_local(e.data) and not Path(e.data).expanduser().exists():
             v.error(f"{p}.data", f"data file {e.data} does not exist")
+        elif e.data and e.hook == "compliance" and is_benchmark(e.data) and (why := missing(e.data)):
+            v.error(f"{p}.data", why)
         if e.name is not None and not re.fullmatch(r"\w+", e.name):
             v.error(f"{p}.name", f"'{e.name}' is not a metric-name suffix; use letters, digits and _")
         same = [j for j, o in enumerate(recipe.evals[:i]) if o and (o.hook, o.name) == (e.hook, e.name)]

@@ -96,19 +96,20 @@ class MixSpec:
     ratio: float = _f(0.1, "Share of the training set drawn from `data` (examples, after mixing).")
 
 
-EVAL_HOOKS = ("rm_accuracy", "win_rate", "kl", "perplexity", "compliance", "samples")
-
-
 @dataclass
 class EvalSpec:
-    hook: str = _f(None, "A built-in (rm_accuracy, win_rate, kl, perplexity, compliance, samples) or your own "
-                         "'module:function' (see docs/concepts.md, evaluation hooks).")
-    data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, kl, samples, "
-                                "compliance: with labels), text or chat (perplexity); unset = the recipe's "
-                                "held-out data of that kind.")
+    hook: str = _f(None, "A built-in (rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, samples) or "
+                         "your own 'module:function' (see docs/concepts.md, evaluation hooks).")
+    data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, llm_judge, kl, samples, "
+                                "compliance: with labels, or a benchmark name: xstest, advbench, harmbench, "
+                                "strongreject), text or chat (perplexity); unset = the recipe's held-out data of "
+                                "that kind.")
     max_examples: int | None = _f(None, "Use at most this many records (compliance: balanced over labels).")
-    against: str = _f("base", "win_rate: the earlier stage (or 'base') each row's policy is compared with.")
-    reward_model: str | None = _f(None, "win_rate: rm stage that judges; unset = the recipe's last rm stage.")
+    against: str = _f("base", "win_rate, llm_judge: what each row's policy is compared with: 'base' (the recipe's "
+                              "model), 'start' (the model the row's stage started from) or an earlier stage's name.")
+    judge: str | None = _f(None, "win_rate, samples: the rm stage that scores the answers (unset: the last rm stage "
+                                 "finished); llm_judge: the judging model (hub id, folder, .gguf or the embedded "
+                                 "model), asked which of two answers is better, in both orders.")
     classifier: Literal["rules", "judge"] = _f("rules", "compliance: refusal detection by the documented rule set, "
                                                          "or the evaluated model asked as a judge.")
     generation: GenerationSpec = _f(None, "Sampling for generation-based hooks.", default_factory=GenerationSpec)
@@ -167,8 +168,12 @@ class RMStage(StageBase):
         "bradley_terry", "bradley_terry: -log sigmoid(r_better - r_worse - margin), mean over a prompt's pairs, "
         "then over prompts; plackett_luce: listwise likelihood of the whole ranking (ties: Breslow).")
     margin: bool = _f(True, "Subtract a record's 'margin' inside the Bradley-Terry loss (records without one: 0).")
-    center_coef: float = _f(0.0, "Reward-centering penalty coef * mean(r^2) keeping rewards near 0 "
-                                 "(e.g. 0.01); 0 = off.")
+    part: str | None = _f(None, "Train on one of n disjoint parts of the training rankings, 'i/n' (by a hash of "
+                                "the prompt): two rm stages with parts 1/2 and 2/2 give a reward model and an "
+                                "independent judge for it (see docs/researchers.md, judges).")
+    center_coef: float = _f(0.0, "Reward centering (Eisenstein et al., TRL's center_rewards_coefficient): adds "
+                                 "coef * mean over ranked pairs of (r_better + r_worse)^2, pinning scores near 0 "
+                                 "without shrinking margins (e.g. 0.01); 0 = off.")
 
 
 DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "nca_pair", "sppo_hard", "apo_zero",
@@ -190,13 +195,9 @@ class DPOStage(StageBase):
                         "against the next, or every ordered pair (pairwise data: one pair either way).")
     precompute_ref: bool = _f(False, "Compute the reference log-probs once before training (no reference pass "
                                      "per step; full fine-tuning then keeps no reference copy in memory).")
-    reward_model: str | None = _f(None, "rm stage whose model judges the win rate; unset = the last rm stage "
-                                        "before this one (none: no win rate).")
-    eval_prompts: int = _f(64, "Held-out records to evaluate on: their pairs give the implicit-reward accuracy, "
-                               "their distinct prompts the win rate, KL and samples; 0 = no evaluation.")
+    eval_prompts: int = _f(64, "Held-out records whose pairs give the implicit-reward accuracy and margin; "
+                               "0 = none (win rate, KL and samples are evaluation hooks: `evals`).")
     mix: MixSpec | None = _f(None, "Mix general-domain preference pairs into training (forgetting guard).")
-    generation: GenerationSpec = _f(None, "Sampling for the evaluation after training.",
-                                    default_factory=GenerationSpec)
 
 
 @dataclass
@@ -213,18 +214,16 @@ class OnPolicyStage(StageBase):
     grad_accum: int = _f(2, "Micro-batches per optimizer step: a minibatch is batch_size * grad_accum completions.")
     rollout_batch_size: int = _f(16, "Completions sampled per step, over all processes; a multiple of batch_size * "
                                      "grad_accum * processes.")
-    generation: GenerationSpec = _f(None, "Sampling for the rollouts and the evaluation after training.",
-                                    default_factory=GenerationSpec)
-    reward_model: str | None = _f(None, "rm stage whose model gives the reward and judges the evaluation; unset = "
-                                        "the last rm stage before this one")
-    eval_prompts: int = _f(64, "Held-out prompts for reward, win rate, KL and samples after training; 0 = skip.")
+    generation: GenerationSpec = _f(None, "Sampling for the rollouts.", default_factory=GenerationSpec)
+    reward_model: str | None = _f(None, "rm stage whose model gives the reward; unset = the last rm stage before "
+                                        "this one. An evaluation judged by it is marked 'own reward (optimistic)'.")
 
 
 @dataclass
 class PPOStage(OnPolicyStage):
     ppo_epochs: int = _f(4, "Passes of PPO updates over each rollout batch.")
-    generation: GenerationSpec = _f(None, "Sampling for the rollouts and the evaluation (top_p must be 1: "
-                                          "log-probs are of the tempered full distribution).",
+    generation: GenerationSpec = _f(None, "Sampling for the rollouts (top_p must be 1: log-probs are of the "
+                                          "tempered full distribution).",
                                     default_factory=GenerationSpec)
     kl_coef: float = _f(0.05, "Per-token KL penalty coefficient (initial value when adaptive).")
     target_kl: float | None = _f(None, "Adaptive KL (Ziegler et al.): steer the per-sequence KL to this; unset = "

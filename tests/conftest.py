@@ -147,8 +147,7 @@ stages:
   - {{name: sft, kind: sft, max_steps: 2, batch_size: 4, max_length: 64}}
   - {{name: rm, kind: rm, init: sft, max_steps: 2, batch_size: 4, max_length: 64, eval_before: false,
      gate: ["rm_accuracy >= 0"]}}
-  - {{name: dpo, kind: dpo, init: sft, max_steps: 2, batch_size: 4, max_length: 64, eval_prompts: 2,
-     generation: {{max_new_tokens: 4, batch_size: 2}}}}
+  - {{name: dpo, kind: dpo, init: sft, max_steps: 2, batch_size: 4, max_length: 64, eval_prompts: 2}}
 """)
     run_pipeline(load_recipe(root / "r.yaml"))
     return root / "run"

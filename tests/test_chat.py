@@ -1,5 +1,6 @@
 """`align chat` (streamed, /reset, /exit) and `align generate` (prompt files in the hooks' formats, records with
-the settings and the artifact's fingerprint), through the real console script; bad input exits 2."""
+the settings and the artifact's fingerprint), on the shared tiny run; bad input exits 2 through the real console
+script."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 import torch
 
 from align import chat
-from align.inference import open_artifact, turn_end_ids
+from align.cli import main
+from align.generation import stop_token_ids
+from align.inference import open_artifact
 from tests.conftest import write_jsonl
 from tests.test_export import align_cli
 
@@ -22,8 +25,8 @@ def test_reply_streams_in_pieces_that_make_the_greedy_answer(tiny_run):
     pieces = list(chat.stream_reply(loaded, messages, max_new_tokens=12, temperature=0, top_p=1.0))
     ids = loaded.tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
-        whole = loaded.model.generate(**ids, max_new_tokens=12, do_sample=False, eos_token_id=turn_end_ids(loaded.tok),
-                                      pad_token_id=loaded.tok.pad_token_id)
+        whole = loaded.model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=loaded.tok.pad_token_id,
+                                      eos_token_id=stop_token_ids(loaded.tok, loaded.model))
     expected = loaded.tok.decode(whole[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert len(pieces) > 1 and "".join(pieces) == expected
 
@@ -45,14 +48,14 @@ def test_chat_keeps_the_conversation_until_reset(tiny_run, monkeypatch, capsys):
     assert out.count("assistant> fine") == 3 and "(new conversation)" in out and "unknown command /bogus" in out
 
 
-def test_chat_command_streams_answers_and_leaves_on_exit(tiny_run):
-    done = align_cli("chat", str(tiny_run / "dpo"), "--max-new-tokens", "6", "--temperature", "0",
-                     input="what is two plus two\n/reset\nhow do I bake bread\n/exit\n")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.count("assistant> ") == 2 and "(new conversation)" in done.stdout
+def test_chat_command_streams_answers_and_leaves_on_exit(tiny_run, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("what is two plus two\n/reset\nhow do I bake bread\n/exit\n"))
+    assert main(["chat", str(tiny_run / "dpo"), "--max-new-tokens", "6", "--temperature", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("assistant> ") == 2 and "(new conversation)" in out
 
 
-def test_generate_answers_every_prompt_with_settings_and_fingerprint(tiny_run, tmp_path):
+def test_generate_answers_every_prompt_with_settings_and_fingerprint(tiny_run, tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [
         {"id": "a", "prompt": "what is two plus two"},
         {"id": "b", "messages": [{"role": "user", "content": "how do I bake bread"}]},
@@ -62,10 +65,10 @@ def test_generate_answers_every_prompt_with_settings_and_fingerprint(tiny_run, t
     out = tmp_path / "answers.jsonl"
     fingerprint = json.loads((tiny_run / "dpo" / "artifact.json").read_text())["fingerprint"]
     for source, ids in ((prompts, ["a", "b", "c"]), (csv, ["x", "y"])):
-        done = align_cli("generate", str(tiny_run / "dpo"), "--prompts", str(source), "--out", str(out),
-                         "--max-new-tokens", "5", "--batch-size", "2", "--temperature", "0")
-        assert done.returncode == 0, done.stderr
-        assert "generating" in done.stderr and fingerprint in done.stdout  # the progress bar, the summary line
+        assert main(["generate", str(tiny_run / "dpo"), "--prompts", str(source), "--out", str(out),
+                     "--max-new-tokens", "5", "--batch-size", "2", "--temperature", "0"]) == 0
+        done = capsys.readouterr()
+        assert "generating" in done.err and fingerprint in done.out  # the progress bar, the summary line
         rows = [json.loads(line) for line in out.read_text().splitlines()]
         assert [r["id"] for r in rows] == ids
         assert all(isinstance(r["response"], str) and 1 <= r["tokens"] <= 5 for r in rows)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from align.errors import AlignError
-from align.gates import check_gates
+from align.evaluation.compare import compare_policies, sampled_kl
+from align.evaluation.gates import check_gates
+from align.evaluation.hooks import Row, evaluate_row
+from align.evaluation.judges import RewardJudge
 from align.generation import token_nll
-from align.hooks import Row, compare_policies, evaluate_row
 from align.models import load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe, parse_gate
@@ -64,8 +65,8 @@ def test_a_policy_against_itself_has_zero_kl_and_ties_everywhere(tiny_model_dir)
     judge = load_model(spec, "reward", trainable=False)
     prompts = [[{"role": "user", "content": t}] for t in TEXTS]
     gen = GenerationSpec(max_new_tokens=6, temperature=1.0, batch_size=2)
-    metrics, table = compare_policies(model, tok, prompts, gen, reference=model, judge=judge)
-    assert metrics["kl"] == pytest.approx(0.0, abs=1e-5)
+    metrics, table = compare_policies(model, tok, prompts, gen, reference=model, judge=RewardJudge(judge, tok))
+    assert sampled_kl(model, model, tok, prompts, gen) == pytest.approx(0.0, abs=1e-5)
     assert metrics["win_rate"] == 0.5  # same seed, same model: the same answers, every one a tie
     assert [r["policy"] for r in table] == [r["start"] for r in table] and len(table) == 3
 
@@ -83,8 +84,10 @@ def test_rows_run_before_and_after_and_reach_the_report(tiny_model_dir, sft_file
 evals:
   - {hook: perplexity, data: TEXT}
   - {hook: kl, max_examples: 2, generation: {max_new_tokens: 4}}
+  - {hook: llm_judge, judge: MODEL, against: start, max_examples: 2, generation: {max_new_tokens: 4}}
   - {hook: "tests.test_gates:user_hook", args: {scale: 3}}
-""", gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n", tracking="wandb")
+""".replace("MODEL", str(tiny_model_dir)), gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n",
+                     tracking="wandb")
     run_pipeline(recipe)
     evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     rows = {r["row"]: r["metrics"] for r in evals["rows"]}
@@ -93,6 +96,8 @@ evals:
     assert rows["sft"]["perplexity_increase"] == pytest.approx(rows["sft"]["perplexity"] /
                                                               rows["baseline"]["perplexity"] - 1)
     assert "kl" in rows["sft"] and "kl" not in rows["baseline"]
+    assert 0.0 <= rows["sft"]["llm_win_rate"] <= 1.0 and "llm_win_rate" not in rows["baseline"]  # base vs itself
+    assert evals["rows"][1]["judges"] == {"llm_win_rate": f"LLM {tiny_model_dir}"}
     assert rows["baseline"]["scale"] == 3 and rows["sft"]["params_million"] > 0
     assert all(g["passed"] for g in evals["rows"][1]["gates"])
     html = (tmp_path / "run" / "report.html").read_text()
@@ -167,19 +172,3 @@ stages:
     assert "over_refusal" in capsys.readouterr().out
     assert main(["eval", str(tmp_path), "--hook", "kl"]) == 2  # not an artifact: a clear error, exit 2
 
-
-def test_generating_hooks_take_their_prompts_from_rankings_of_any_format(tmp_path):
-    """win_rate / kl / samples default to the recipe's held-out rankings: OpenAssistant and hh-rlhf records too
-    (recipes/human-preferences.yaml stopped here before)."""
-    from align.hooks import HookContext, Row, _prompts
-    from align.schema import EvalSpec, ModelSpec
-
-    def prompts(path):
-        return _prompts(HookContext(Row("x", None), EvalSpec(hook="win_rate", max_examples=2), str(path),
-                                    ModelSpec(name="m"), tmp_path))
-
-    oasst = prompts(Path(__file__).parents[1] / "reward_data/human/oasst/test.jsonl")
-    assert len(oasst) == 2 and all(p[-1]["role"] == "user" and p[-1]["content"] for p in oasst)
-    hh = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: hi\n\nAssistant: hello",
-                                              "rejected": "\n\nHuman: hi\n\nAssistant: go away"}])
-    assert prompts(hh) == [[{"role": "user", "content": "hi"}]]

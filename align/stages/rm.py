@@ -11,7 +11,8 @@ Built on TRL's `RewardTrainer` (subclassed), which keeps its model checks, pad-t
 removal and metric logging; what changes is the unit of a batch: TRL's collator puts one chosen and
 one rejected row per example, so this module supplies a per-prompt collator, skips TRL's pairwise
 tokenization (`_prepare_dataset`) and overrides `compute_loss` (Bradley-Terry over all pairs of each
-prompt, or Plackett-Luce over the whole ranking).
+prompt, or Plackett-Luce over the whole ranking), plus `center_coef` times the reward-centering penalty
+(mean of (r_better + r_worse)^2 over the pairs, as TRL's `center_rewards_coefficient`).
 
 Tokenization: prompt + response through the chat template, truncated to `max_length` from the LEFT,
 because the reward is read at the last token: cutting the end would cut the response (counted).
@@ -35,10 +36,13 @@ from trl.trainer.utils import pad
 
 from align.data import cached_tokens, load_split
 from align.distributed import gathered_state_dict
-from align.evaluation import ranking_metrics
+from align.errors import AlignError
 from align.generation import score_rankings
+from align.metrics import ranking_metrics
 from align.models import load_model, save_model
 from align.rankings import Ranking, expand_pairs, parse_ranking, tokenize_rankings
+from align.recipe import parse_part
+from align.runs import content_hash
 from align.stages.common import StageContext, trainer_args
 
 log = logging.getLogger("align")
@@ -48,6 +52,7 @@ def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
     tok = ctx.tokenizer()
     train, evals = load_split(ctx.data, parse_ranking, ctx.seed)
+    train = prompt_part(train, stage.part)
     train_ds, truncated = tokenized(train, tok, stage.max_length)
     eval_ds, eval_truncated = tokenized(evals, tok, stage.max_length)
     eval_rows = eval_ds.to_list()
@@ -121,12 +126,24 @@ def bradley_terry_loss(rewards: torch.Tensor, prompt: torch.Tensor, group: torch
     """Mean over prompts of the mean over each prompt's (better, worse) pairs of
     -log sigmoid(r_better - r_worse - margin[prompt]); rows are responses, `group` 0 = best."""
     w, lo = batch_pairs(prompt, group)
-    p = prompt[w]
-    diff = rewards[w] - rewards[lo] - (margin[p] if margin is not None else 0.0)
-    per_pair = -F.logsigmoid(diff)
-    n = int(prompt.max()) + 1
-    sums = rewards.new_zeros(n).index_add(0, p, per_pair)
-    counts = rewards.new_zeros(n).index_add(0, p, torch.ones_like(per_pair))
+    diff = rewards[w] - rewards[lo] - (margin[prompt[w]] if margin is not None else 0.0)
+    return _prompt_mean(-F.logsigmoid(diff), prompt, w)
+
+
+def centering_penalty(rewards: torch.Tensor, prompt: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Reward centering (Eisenstein et al. 2023; TRL's `center_rewards_coefficient`): the mean over each
+    prompt's (better, worse) pairs of (r_better + r_worse)^2, then over prompts, as the Bradley-Terry loss
+    weighs them. Zero when each pair's rewards sum to 0, whatever their margin: it pins the scores' offset,
+    which the ranking losses leave free, without shrinking their differences (an L2 on rewards would)."""
+    w, lo = batch_pairs(prompt, group)
+    return _prompt_mean((rewards[w] + rewards[lo]).pow(2), prompt, w)
+
+
+def _prompt_mean(per_pair: torch.Tensor, prompt: torch.Tensor, better: torch.Tensor) -> torch.Tensor:
+    """Mean over prompts (those with at least one pair) of the mean of their pairs' values."""
+    p, n = prompt[better], int(prompt.max()) + 1
+    sums = per_pair.new_zeros(n).index_add(0, p, per_pair)
+    counts = per_pair.new_zeros(n).index_add(0, p, torch.ones_like(per_pair))
     has_pairs = counts > 0
     return (sums[has_pairs] / counts[has_pairs]).mean()
 
@@ -168,7 +185,7 @@ class RankingRewardTrainer(RewardTrainer):
         else:
             loss = bradley_terry_loss(rewards, prompt, group, margin if self.use_margin else None)
         if self.center_coef:
-            loss = loss + self.center_coef * rewards.pow(2).mean()
+            loss = loss + self.center_coef * centering_penalty(rewards, prompt, group)
         if mode == "train":
             # every rank's tokens (a no-op gather in one process), so the count does not depend on the GPUs
             self.train_tokens += int(self.accelerator.gather(inputs["attention_mask"].sum()).sum())
@@ -206,3 +223,16 @@ def evaluate_rm(model: Any, rows: list[dict], rankings: list[Ranking], pad_token
     """`align.evaluation.ranking_metrics` of the model's scores on tokenized held-out rankings."""
     scores = score_rankings(model, rows, batch_size, pad_token_id)
     return {k + suffix: v for k, v in ranking_metrics(scores, [r.ranking for r in rankings]).items()}
+
+
+def prompt_part(rankings: list[Ranking], part: str | None) -> list[Ranking]:
+    """The rankings of part i of n ('i/n'): those whose prompt hashes to i - 1 modulo n. Parts of one file are
+    disjoint and cover it, whatever the seed, so two rm stages with parts 1/2 and 2/2 never share a prompt."""
+    if part is None:
+        return rankings
+    i, n = parse_part(part)
+    out = [r for r in rankings if int(content_hash(r.prompt), 16) % n == i - 1]
+    if not out:
+        raise AlignError(f"rm part {part}: none of the {len(rankings)} training rankings falls in this part",
+                         hint="use fewer parts, or more rankings")
+    return out

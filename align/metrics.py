@@ -1,8 +1,9 @@
-"""Evaluation metrics as pure functions of scores and log-probs, reusable by every stage and hook.
+"""Metrics as pure functions of scores and log-probs: the rm stage's held-out numbers and the evaluation hooks'.
 
 Reward-model metrics take, per prompt, the model's scores of its responses and the human `ranking`
 groups (best first, ties grouped, as in `align.rankings.Ranking.ranking`); policy metrics take the
-judge's scores of two policies' completions, or their per-token log-probs.
+judge's scores of two policies' completions, or their per-token log-probs; a rate of k in n has its Wilson
+interval (`wilson`: the compliance hook's refusal rates).
 """
 
 from __future__ import annotations
@@ -75,16 +76,42 @@ def ranking_metrics(scores: Scores, rankings: Groups) -> dict[str, float]:
             "ece": expected_calibration_error(scores, rankings), **reward_stats(scores)}
 
 
-def win_rate(scores: Sequence[float], against: Sequence[float]) -> float:
-    """Fraction of prompts where `scores` beats `against` (same prompts, same order); a tie counts half."""
-    if not scores:
-        return float("nan")
-    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, against)) / len(scores)
+def outcome(score: float, against: float) -> float:
+    """One prompt's outcome by a scoring judge: 1 when `score` beats `against`, 1/2 on a tie, else 0."""
+    return 1.0 if score > against else 0.5 if score == against else 0.0
+
+
+def swapped_outcome(first: str, second: str) -> float:
+    """One prompt's outcome by a pairwise judge asked twice, the policy's answer shown first ("A") and then
+    second ("B"): the mean of the two verdicts (each 1 win, 1/2 tie, 0 loss). A judge that always picks
+    the same position gives exactly 1/2, so a position bias cannot make a policy win."""
+    points = {"A": 1.0, "tie": 0.5, "B": 0.0}
+    return (points[first] + 1.0 - points[second]) / 2
+
+
+def win_rate(outcomes: Sequence[float]) -> float:
+    """The win rate: the mean over prompts of their outcomes (`outcome` or `swapped_outcome`)."""
+    return sum(outcomes) / len(outcomes) if outcomes else float("nan")
 
 
 def kl_from_samples(policy_logprobs: Sequence[Sequence[float]], reference_logprobs: Sequence[Sequence[float]]) \
         -> float:
     """Monte-Carlo KL(policy || reference) per sequence: the mean over completions SAMPLED FROM THE POLICY of
-    sum_t [log p(y_t) - log q(y_t)] (unbiased; single samples can be negative, the mean tends to >= 0)."""
+    sum_t [log p(y_t) - log q(y_t)] (unbiased; single samples can be negative, the mean tends to >= 0).
+
+    It is a KL only when both log-probs are of the distribution the completions were sampled from: at
+    sampling temperature T, log-probs of softmax(logits / T) for both models (`generation.completion_logprobs`
+    with `temperature=T`), which is what the `kl` hook passes."""
     sums = [sum(p) - sum(q) for p, q in zip(policy_logprobs, reference_logprobs)]
     return sum(sums) / len(sums) if sums else float("nan")
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of k successes in n trials (95% for the default z): unlike p +- z*SE it stays
+    inside [0, 1] and is not zero-width at 0/n or n/n. (nan, nan) when n is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
