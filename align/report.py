@@ -21,6 +21,7 @@ from typing import Any
 
 from align.errors import AlignError
 from align.plots import line_chart, rows_chart, tick
+from align.runs import read_manifest, write_error
 
 # bookkeeping series nobody reads as a curve
 _SKIP_SERIES = ("epoch", "num_tokens", "runtime", "per_second", "total_flos", "learning_rate", "step")
@@ -36,7 +37,11 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     hint = "give the folder of one run (the recipe's output_dir, e.g. runs/quickstart); `align runs` lists them"
     if not run_dir.is_dir():
         raise AlignError(f"{run_dir}: no such run folder", hint=hint)
-    manifest = _read_json(run_dir / "manifest.json")
+    manifest = read_manifest(run_dir / "manifest.json")
+    if manifest is None and (run_dir / "manifest.json").exists():
+        raise AlignError(f"{run_dir / 'manifest.json'}: not a manifest align wrote (unreadable, not JSON, or of "
+                         "another shape)", hint="rerun the recipe: `align run` starts a new manifest, keeping the "
+                                                "stage folders")
     if manifest is None:
         raise AlignError(f"{run_dir}: no manifest.json, so no stage has run in this folder", hint=hint)
     stages = manifest.get("stages") or {}
@@ -224,15 +229,18 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     run = load_run(run_dir)
     charts = chart_sections(run)
     plots = run["dir"] / "report_plots"
-    plots.mkdir(exist_ok=True)
-    for old in plots.glob("*.svg"):  # a chart of a stage or metric that is gone must not linger
-        old.unlink()
-    for items in charts.values():
-        for stem, svg in items:
-            (plots / f"{stem}.svg").write_text(svg)
     md, html = run["dir"] / "report.md", run["dir"] / "report.html"
     built = time.strftime("%Y-%m-%d %H:%M:%S")
-    md.write_text(render_markdown(run, charts, built))
-    html.write_text(render_html(run, charts, built))
+    try:
+        plots.mkdir(exist_ok=True)
+        for old in plots.glob("*.svg"):  # a chart of a stage or metric that is gone must not linger
+            old.unlink()
+        for items in charts.values():
+            for stem, svg in items:
+                (plots / f"{stem}.svg").write_text(svg)
+        md.write_text(render_markdown(run, charts, built))
+        html.write_text(render_html(run, charts, built))
+    except OSError as e:  # a read-only or full folder: say so, not a traceback
+        raise write_error(e, run["dir"]) or e from None
     return md, html
 

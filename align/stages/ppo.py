@@ -176,6 +176,7 @@ class PPOTrainer:
         self.steps = stage.max_steps if stage.max_steps > 0 else \
             math.ceil(stage.epochs * n_prompts / stage.rollout_batch_size)
         self.n_prompts, self.step, self.score_norm = n_prompts, 0, None
+        self.history: list[dict[str, float]] = []  # every step's stats, resumed with a checkpoint: summaries cover all
         self.params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=stage.learning_rate, eps=1e-5,
                                            weight_decay=stage.weight_decay)
@@ -198,8 +199,8 @@ class PPOTrainer:
         return out
 
     def train(self, prompts: Sequence[list[dict]], reward_fn: RewardFn, checkpoints: Path | None = None) -> dict:
-        """Run the remaining PPO steps; return a summary (first/last rewards, KL, times, tokens/s)."""
-        history = []
+        """Run the remaining PPO steps; return a summary of all steps (first/last rewards, KL, times, tokens/s)."""
+        history = self.history
         while self.step < self.steps:
             batch = self.batch_prompts(prompts)
             rollouts, stats = self.rollout(batch, reward_fn)
@@ -346,7 +347,7 @@ class PPOTrainer:
         torch.save({"policy": _trainable(self.policy), "value": _trainable(self.value),
                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "kl": self.kl_ctl.state_dict(), "step": self.step, "score_norm": self.score_norm,
-                    "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+                    "torch_rng": torch.get_rng_state(), "history": self.history}, tmp / "state.pt")
         os.replace(tmp, path)
         for old in path.parent.glob("checkpoint-*"):  # the latest is the resume point
             if old != path:
@@ -364,6 +365,7 @@ class PPOTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.kl_ctl.load_state_dict(state["kl"])
         self.step, self.score_norm = state["step"], tuple(state["score_norm"]) if state["score_norm"] else None
+        self.history = list(state.get("history", []))
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed PPO at step %d of %d from %s", self.step, self.steps, path)
 
