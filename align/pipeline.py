@@ -163,7 +163,7 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
     except (AlignError, GateFailed, KeyboardInterrupt):
         raise
     except BaseException as e:
-        raise write_error(e, run_dir) or e from None
+        raise write_error(e, run_dir) or e from e
 
 
 def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manifest) -> dict[str, dict[str, Any]]:
@@ -191,13 +191,12 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
         try:
             results[name] = _run_stage(recipe, step, tracker)
         except KeyboardInterrupt:
-            manifest.update(name, status="interrupted", interrupted_at=_now(),
-                            error="interrupted (Ctrl-C or SIGTERM); rerun the same command to resume from the last "
-                                  "checkpoint")
+            _record(manifest, name, status="interrupted", interrupted_at=_now(),
+                    error="interrupted (Ctrl-C or SIGTERM); rerun the same command to resume from the last checkpoint")
             raise
         except BaseException as e:
-            manifest.update(name, status="failed", error=failure(e))
-            raise write_error(e, step.folder.with_name(f".{name}.partial")) or e from None
+            _record(manifest, name, status="failed", error=failure(e))
+            raise write_error(e, step.folder.with_name(f".{name}.partial")) or e from e
         finally:
             tracker.finish()
         info = finished(step.folder)
@@ -233,6 +232,14 @@ def _drop_stale_work(folder: Path) -> None:
         log.info("%s: removing %s (an interrupted attempt with other inputs or without a complete checkpoint; "
                  "the finished artifact is used)", folder.name, work)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _record(manifest: Manifest, stage: str, **fields: Any) -> None:
+    """Record how a stage ended, where the folder still takes it: on a full disk the stage's own error counts."""
+    try:
+        manifest.update(stage, **fields)
+    except OSError as e:
+        log.warning("could not record in the manifest that %s is %s: %s", stage, fields["status"], e)
 
 
 def _now() -> str:
@@ -340,7 +347,7 @@ def _make_run_dir(run_dir: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise write_error(e, run_dir) or e from None
+        raise write_error(e, run_dir) or e from e
 
 
 def summary_line(name: str, metrics: dict[str, Any], where: Path) -> str:

@@ -241,6 +241,6 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         md.write_text(render_markdown(run, charts, built))
         html.write_text(render_html(run, charts, built))
     except OSError as e:  # a read-only or full folder: say so, not a traceback
-        raise write_error(e, run["dir"]) or e from None
+        raise write_error(e, run["dir"]) or e from e
     return md, html
 

@@ -41,8 +41,9 @@ _WRITE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "dis
                  errno.EEXIST: "a file is in the way", errno.EISDIR: "a folder is in the way"}
 # how libraries that write without raising OSError say the disk is full (safetensors: Rust's io error)
 _LIBRARY_DISK_FULL = re.compile(r"os error (28|122)\b|no space left|disk quota exceeded|StorageFull", re.I)
-# torch's zip writer names no errno: "PytorchStreamWriter failed writing file ...", "unexpected pos ..."
-_TORCH_WRITE = re.compile(r"PytorchStreamWriter failed|file write failed|unexpected pos \d+", re.I)
+# torch's zip writer names no errno: "PytorchStreamWriter failed writing file ...", "unexpected pos ...",
+# "basic_ios::clear: iostream error"
+_TORCH_WRITE = re.compile(r"PytorchStreamWriter failed|file write failed|unexpected pos \d+|iostream error", re.I)
 log = logging.getLogger("align")
 
 
@@ -135,7 +136,7 @@ class RunLock:
             if e.errno == errno.EISDIR:
                 raise AlignError(f"{self.path} is a folder; align keeps its run lock in this file",
                                  hint=f"remove the folder {self.path} (align never puts anything in it)") from None
-            raise write_error(e, self.path) or e from None
+            raise write_error(e, self.path) or e from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -241,8 +242,12 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as JSON atomically: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def package_versions() -> dict[str, str]:
