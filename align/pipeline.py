@@ -100,7 +100,7 @@ def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, ste
         return Step(stage, action, reason, inputs, fp, folder, **({"forced": forced} | kw))
 
     done = finished(folder)
-    partial = checkpoints.resumable(folder.with_name(f".{folder.name}.partial"), fp)
+    partial = checkpoints.resumable(work_folder(folder), fp)
     ran = {s.stage.name: s.action in ("run", "resume") for s in steps}
     if only and stage.name != only:
         return step("skip", "--only " + only)
@@ -126,6 +126,11 @@ def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, ste
     if partial:
         return step("resume", f"from {partial.checkpoint.name}", checkpoint=partial.checkpoint, forced=partial.forced)
     return step("run", "not run yet")
+
+
+def work_folder(folder: Path) -> Path:
+    """`.<stage>.partial`, where the stage in `folder` is written (and checkpointed) until it is complete."""
+    return stage_path(folder.parent, folder.name, ".{}.partial")
 
 
 def _finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
@@ -196,7 +201,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
             raise
         except BaseException as e:
             _record(manifest, name, status="failed", error=failure(e))
-            raise write_error(e, step.folder.with_name(f".{name}.partial")) or e from e
+            raise write_error(e, work_folder(step.folder)) or e from e
         finally:
             tracker.finish()
         info = finished(step.folder)
@@ -227,7 +232,7 @@ def _terminate_as_interrupt():
 
 def _drop_stale_work(folder: Path) -> None:
     """A reused stage's leftover work folder holds nothing a rerun can resume (`plan` resumes what it can)."""
-    work = stage_path(folder.parent, folder.name, ".{}.partial")
+    work = work_folder(folder)
     if is_main() and work.exists():
         log.info("%s: removing %s (an interrupted attempt with other inputs or without a complete checkpoint; "
                  "the finished artifact is used)", folder.name, work)
@@ -279,7 +284,7 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
 
 def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:
     stage, final = step.stage, step.folder
-    work = stage_path(final.parent, stage.name, ".{}.partial")
+    work = work_folder(final)
     resume = step.checkpoint
     if resume is None and is_main():
         shutil.rmtree(work, ignore_errors=True)

@@ -56,7 +56,7 @@ def inside(run_dir: str | Path, relative: str | Path) -> Path:
     except (ValueError, OSError):  # a NUL byte, a symlink loop
         path = root
     if root not in path.parents:
-        raise AlignError(f"refusing to write {root / relative}: it is not inside the run folder {root}",
+        raise AlignError(f"refusing to write {root / relative}: it is not inside {root}",
                          hint="stage names are single folder names such as sft or rm_v2; nothing outside the run "
                               "folder is ever written or deleted")
     return path
@@ -80,7 +80,12 @@ def run_folder(recipe: Recipe) -> Path:
     '../x' does not get to pick a folder elsewhere)."""
     if recipe.output_dir:
         return Path(recipe.run_dir).resolve()
-    return inside(DEFAULT_ROOT, recipe.name)
+    try:
+        return inside(DEFAULT_ROOT, recipe.name)
+    except AlignError:
+        raise AlignError(f"recipe name {recipe.name!r} does not name a folder inside {DEFAULT_ROOT}/",
+                         hint="name recipes with letters, digits, _ and -, or set output_dir to the run folder "
+                              "you want") from None
 
 
 def write_error(e: BaseException, where: str | Path) -> AlignError | None:
@@ -269,9 +274,30 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
         if data is None:
             data = {"unreadable": f"{manifest.name} is not a manifest align wrote (unreadable, not JSON, or of "
                                   "another shape)"}
+        running = [s for s in data.get("stages", {}).values() if s.get("status") == "running"]
+        if running and not _lock_holder_alive(manifest.parent / ".lock"):  # its run died (kill -9): say so
+            for stage in running:
+                stage["status"] = "interrupted"
         data["folder"] = str(manifest.parent)
         runs.append(data)
     return sorted(runs, key=lambda r: str(r.get("updated_at", "")), reverse=True)
+
+
+def _lock_holder_alive(lock: Path) -> bool:
+    """Whether the process a run folder's lock file names still runs (the file is emptied on a clean exit)."""
+    try:
+        found = re.match(r"pid (\d+)", lock.read_text())
+    except (OSError, ValueError):
+        return False
+    if not found:
+        return False
+    try:
+        os.kill(int(found[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def content_hash(obj: Any) -> str:

@@ -184,7 +184,7 @@ sys.exit(main(sys.argv[1:]))
 def test_a_killed_forced_retrain_resumes_and_its_metrics_cover_the_whole_stage(tmp_path, tiny_model_dir, sft_files):
     """kill -9 at step 12 of `--force sft`, then SIGTERM at step 17 of the same command rerun, then a half-written
     checkpoint-16: the third run resumes from checkpoint-15, and the stage matches one uninterrupted run."""
-    from align.runs import Manifest
+    from align.runs import Manifest, list_runs
 
     stage = "    max_steps: 20\n    save_steps: 5\n    learning_rate: 1.0e-2\n"
     path = write_recipe(tmp_path / "r.yaml", tiny_model_dir, *sft_files, tmp_path / "run", stage=stage)
@@ -205,6 +205,7 @@ def test_a_killed_forced_retrain_resumes_and_its_metrics_cover_the_whole_stage(t
     assert actions(path, every3, force=("sft",))["sft"] == ("resume", RESUMING.format(10))
     assert actions(path, every3)["sft"][0] == "resume"  # a plain rerun finishes it too, not reuse beside a .partial
     assert "pid" in lock.read_text()  # the dead run's record
+    assert list_runs(tmp_path)[0]["stages"]["sft"]["status"] == "interrupted"  # `align runs`: not "running"
     assert Manifest(tmp_path / "run", load_recipe(path)).data["stages"]["sft"]["status"] == "interrupted"
 
     out = forced("SIGTERM", 17)

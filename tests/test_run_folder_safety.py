@@ -73,7 +73,7 @@ def test_a_stage_name_that_is_no_folder_of_the_run_folder_touches_nothing(case, 
     bad = dataclasses.replace(recipe, stages=stages)
     before = snapshot(case)
     for attempt in (lambda: plan(bad), lambda: run_pipeline(bad), lambda: run_pipeline(bad, force=(name,))):
-        with pytest.raises(AlignError, match="cannot be a folder of the run folder|not inside the run folder"):
+        with pytest.raises(AlignError, match="cannot be a folder of the run folder|is not inside"):
             attempt()
     assert snapshot(case) == before  # the finished sft, the sibling, the manifest and lock: byte for byte
 
@@ -81,7 +81,7 @@ def test_a_stage_name_that_is_no_folder_of_the_run_folder_touches_nothing(case, 
 def test_a_stage_folder_that_is_a_symlink_out_of_the_run_folder_is_refused(case):
     (case / "run" / "sft2").symlink_to(case / "victim")
     before = snapshot(case)
-    with pytest.raises(AlignError, match="not inside the run folder"):
+    with pytest.raises(AlignError, match="run/sft2: it is not inside"):
         run_pipeline(load_recipe(case / "r.yaml"))
     assert snapshot(case) == before
 
@@ -93,7 +93,7 @@ def test_a_recipe_name_cannot_put_its_run_folder_outside_runs(case, monkeypatch)
     recipe = dataclasses.replace(load_recipe(case / "r.yaml"), output_dir=None)
     before = snapshot(case)
     for name in ("../../x", "..", ".", "../runs-victim"):
-        with pytest.raises(AlignError, match="not inside the run folder"):
+        with pytest.raises(AlignError, match=f"recipe name '{re.escape(name)}' does not name a folder inside runs/"):
             run_pipeline(dataclasses.replace(recipe, name=name))
     assert snapshot(case) == before
 
@@ -159,6 +159,21 @@ def test_a_full_disk_is_a_clean_error_and_keeps_finished_stages(case, small_disk
     assert f"cannot write {disk / 'run'}" in out.stderr and "no space left on the device" in out.stderr
     assert "Traceback" not in out.stderr and "hint:" in out.stderr
     assert not (disk / "run" / "sft").exists() and not list((disk / "run").glob(".manifest.json.*.tmp"))
+
+
+def test_a_full_disk_in_a_later_stage_keeps_the_finished_one(case, small_disk):
+    disk = small_disk("2m")
+    shutil.copytree(case / "run", disk / "run")
+    recipe = case / "r.yaml"
+    recipe.write_text(recipe.read_text().replace(str(case / "run"), str(disk / "run")))
+    before = snapshot(disk / "run" / "sft")
+    fs = os.statvfs(disk)
+    (disk / "filler").write_bytes(bytes(fs.f_bavail * fs.f_frsize - 16 * 1024))  # 16 KiB left: not sft2's artifact
+    out = align("run", str(recipe))
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert f"cannot write {disk / 'run'}" in out.stderr and "no space left on the device" in out.stderr
+    assert "Traceback" not in out.stderr and "finished stages are kept" in out.stderr
+    assert snapshot(disk / "run" / "sft") == before and not (disk / "run" / "sft2").exists()
 
 
 # ---- run-folder files --------------------------------------------------------------------------------
