@@ -185,7 +185,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
             continue
         if step.action == "reuse":
             log.info("%s: reused (%s)", name, step.reason)
-            _drop_stale_work(step.folder)
+            _drop_stale_work(step.folder, step.fingerprint)
             results[name] = step.metrics or {}
             manifest.update(name, status="finished", reused_at=_now())
             _evaluate(evals, step, results[name], manifest, tracker)
@@ -230,12 +230,17 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _drop_stale_work(folder: Path) -> None:
-    """A reused stage's leftover work folder holds nothing a rerun can resume (`plan` resumes what it can)."""
+def _drop_stale_work(folder: Path, fp: str) -> None:
+    """Remove a reused stage's work folder left with these inputs and no complete checkpoint (`plan` resumes
+    one that has): nothing in it can be used. One with other inputs is kept, resumable if they come back."""
     work = work_folder(folder)
-    if is_main() and work.exists():
-        log.info("%s: removing %s (an interrupted attempt with other inputs or without a complete checkpoint; "
-                 "the finished artifact is used)", folder.name, work)
+    try:
+        stale = (work / "fingerprint").read_text() == fp
+    except OSError:
+        stale = work.is_dir()  # it died before recording its inputs
+    if is_main() and stale:
+        log.info("%s: removing %s (an interrupted attempt with no complete checkpoint; the finished artifact "
+                 "is used)", folder.name, work)
         shutil.rmtree(work, ignore_errors=True)
 
 

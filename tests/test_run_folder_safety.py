@@ -125,6 +125,27 @@ def test_an_incomplete_checkpoint_is_skipped_for_the_one_before(tmp_path, caplog
     assert resumable(work, "fp") is None and "checkpoint-5 is incomplete (no optimizer state" in caplog.text
 
 
+def test_a_reused_stage_removes_a_work_folder_with_nothing_to_resume(case, caplog):
+    """A forced retrain killed before its first complete checkpoint: a plain rerun uses the finished artifact
+    and says it removes the leftover; a work folder of other inputs stays (resumable if they come back)."""
+    recipe = load_recipe(case / "r.yaml")
+    first = dataclasses.replace(recipe, stages=recipe.stages[:1])
+    fp = json.loads((case / "run" / "sft" / "artifact.json").read_text())["fingerprint"]
+    work = case / "run" / ".sft.partial"
+    work.mkdir()
+    (work / "fingerprint").write_text(fp)
+    (work / "forced").write_text("")
+    _checkpoint(work, 1, complete=False)
+    artifact = snapshot(case / "run" / "sft")
+    assert [(s.action, s.reason.split(" since")[0]) for s in plan(first)] == [("reuse", "unchanged")]
+    run_pipeline(first)
+    assert not work.exists() and "sft: removing" in caplog.text and snapshot(case / "run" / "sft") == artifact
+    work.mkdir()
+    (work / "fingerprint").write_text("other inputs")
+    run_pipeline(first)
+    assert (work / "fingerprint").exists()
+
+
 # ---- a real full disk --------------------------------------------------------------------------------
 
 @pytest.fixture
