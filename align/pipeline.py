@@ -168,7 +168,9 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
     except (AlignError, GateFailed, KeyboardInterrupt):
         raise
     except BaseException as e:
-        raise write_error(e, run_dir) or e from e
+        if mapped := write_error(e, run_dir):
+            raise mapped from e
+        raise
 
 
 def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manifest) -> dict[str, dict[str, Any]]:
@@ -201,7 +203,9 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
             raise
         except BaseException as e:
             _record(manifest, name, status="failed", error=failure(e))
-            raise write_error(e, work_folder(step.folder)) or e from e
+            if mapped := write_error(e, work_folder(step.folder)):
+                raise mapped from e
+            raise
         finally:
             tracker.finish()
         info = finished(step.folder)
@@ -357,7 +361,9 @@ def _make_run_dir(run_dir: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise write_error(e, run_dir) or e from e
+        if mapped := write_error(e, run_dir):
+            raise mapped from e
+        raise
 
 
 def summary_line(name: str, metrics: dict[str, Any], where: Path) -> str:

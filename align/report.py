@@ -241,6 +241,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         md.write_text(render_markdown(run, charts, built))
         html.write_text(render_html(run, charts, built))
     except OSError as e:  # a read-only or full folder: say so, not a traceback
-        raise write_error(e, run["dir"]) or e from e
+        if mapped := write_error(e, run["dir"]):
+            raise mapped from e
+        raise
     return md, html
 

@@ -92,7 +92,9 @@ def write_error(e: BaseException, where: str | Path) -> AlignError | None:
     """An error writing under `where` as a user error that says where and what to do, or None when `e` is not
     one: OSError by errno, safetensors' and torch's own disk-full errors (found through the exception chain)."""
     seen: BaseException | None = e
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:  # a chain can loop (an exception raised from itself)
+        visited.add(id(seen))
         text = str(seen)
         if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
             return _cannot_write(seen.filename or where, _WRITE_ERRORS[seen.errno])
@@ -141,7 +143,9 @@ class RunLock:
             if e.errno == errno.EISDIR:
                 raise AlignError(f"{self.path} is a folder; align keeps its run lock in this file",
                                  hint=f"remove the folder {self.path} (align never puts anything in it)") from None
-            raise write_error(e, self.path) or e from e
+            if mapped := write_error(e, self.path):
+                raise mapped from e
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
