@@ -141,6 +141,9 @@ def _runs(args: argparse.Namespace) -> int:
     if not found:
         print(f"no runs under {args.root}/")
     for run in found:
+        if run.get("unreadable"):
+            print(f"{run['folder']}  unreadable: {run['unreadable']}")
+            continue
         print(f"{run['folder']}  (recipe {run.get('recipe')}, updated {run.get('updated_at', '?')})")
         for name, st in run.get("stages", {}).items():
             when = st.get("finished_at") or st.get("started_at") or ""

@@ -113,6 +113,11 @@ def cached_folder(dest: Path, marker: str, write: Callable[[Path], None]) -> Pat
         return dest
     tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:  # before the work (a 30 s conversion, minutes of tokenizing): a cache it cannot keep is said first
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise AlignError(f"cannot write the cache folder {dest.parent}: {e.strerror or e}",
+                         hint="set ALIGN_CACHE to a writable folder (default ~/.cache/align)") from None
     write(tmp)
     try:
         os.replace(tmp, dest)

@@ -19,6 +19,7 @@ from typing import Any
 
 from align.errors import AlignError
 from align.plots import line_chart, rows_chart, tick
+from align.runs import read_manifest
 
 # bookkeeping series nobody reads as a curve
 _SKIP_SERIES = ("epoch", "num_tokens", "runtime", "per_second", "total_flos", "learning_rate", "step")
@@ -34,7 +35,11 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     hint = "give the folder of one run (the recipe's output_dir, e.g. runs/quickstart); `align runs` lists them"
     if not run_dir.is_dir():
         raise AlignError(f"{run_dir}: no such run folder", hint=hint)
-    manifest = _read_json(run_dir / "manifest.json")
+    manifest = read_manifest(run_dir / "manifest.json")
+    if manifest is None and (run_dir / "manifest.json").exists():
+        raise AlignError(f"{run_dir / 'manifest.json'}: not a manifest align wrote (unreadable, not JSON, or of "
+                         "another shape)", hint="rerun the recipe: `align run` starts a new manifest, keeping the "
+                                                "stage folders")
     if manifest is None:
         raise AlignError(f"{run_dir}: no manifest.json, so no stage has run in this folder", hint=hint)
     stages = manifest.get("stages") or {}

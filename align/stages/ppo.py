@@ -124,6 +124,7 @@ class PPOTrainer:
         self.steps = stage.max_steps if stage.max_steps > 0 else \
             math.ceil(stage.epochs * n_prompts / stage.rollout_batch_size)
         self.n_prompts, self.step, self.score_norm = n_prompts, 0, None
+        self.history: list[dict[str, float]] = []  # every step's stats, resumed with a checkpoint: summaries cover all
         self.accelerator = accelerator_for(stage)
         pair = PolicyAndCritic(policy, value).to(self.accelerator.device)
         optimizer = torch.optim.AdamW([p for p in pair.parameters() if p.requires_grad], lr=stage.learning_rate,
@@ -179,8 +180,8 @@ class PPOTrainer:
         return out
 
     def train(self, prompts: Sequence[list[dict]], reward_fn: RewardFn, checkpoints: Path | None = None) -> dict:
-        """Run the remaining PPO steps; return a summary (first/last rewards, KL, times, tokens/s)."""
-        history = []
+        """Run the remaining PPO steps; return a summary of all steps (first/last rewards, KL, times, tokens/s)."""
+        history = self.history
         while self.step < self.steps:
             batch = self.batch_prompts(prompts)
             rollouts, stats = self.rollout(batch, reward_fn)
@@ -337,7 +338,7 @@ class PPOTrainer:
         torch.save({"policy": _trainable(self.policy), "value": _trainable(self.value),
                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "kl": self.kl_ctl.state_dict(), "step": self.step, "score_norm": self.score_norm,
-                    "torch_rng": torch.get_rng_state(),
+                    "torch_rng": torch.get_rng_state(), "history": self.history,
                     "cuda_rng": torch.cuda.get_rng_state() if self.accelerator.device.type == "cuda" else None},
                    tmp / "state.pt")
         os.replace(tmp, path)
@@ -359,6 +360,7 @@ class PPOTrainer:
         self.step, self.score_norm = state["step"], tuple(state["score_norm"]) if state["score_norm"] else None
         if self.score_norm is not None:
             self.accelerator.unwrap_model(self.model).set_value_units(*self.score_norm)
+        self.history = list(state.get("history", []))
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.accelerator.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"])  # rollouts sample on the GPU

@@ -23,7 +23,6 @@ before and after training (`align.evaluation`).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,15 +70,7 @@ def run(ctx: StageContext) -> dict:
         "eval_truncated": eval_truncated}
     if evals and stage.eval_before:
         metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_before")
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=ctx.resume)
-    metrics["train_seconds"] = time.perf_counter() - start
-    metrics["train_loss"] = result.training_loss
-    metrics["train_tokens"] = trainer.train_tokens
-    metrics["train_tokens_per_second"] = trainer.train_tokens / metrics["train_seconds"]
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    if losses:
-        metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
+    ctx.train(trainer, metrics, lambda: trainer.train_tokens)
     if evals:
         metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_after")
     save_model(trainer.model, tok, ctx.out, spec, "reward", ctx.init, gathered_state_dict(trainer))
