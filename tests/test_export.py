@@ -125,6 +125,23 @@ def test_model_card_says_what_the_run_measured_and_who_judged(exported, tiny_run
     assert "Win rates are judged by a reward model trained in this same run" in card
 
 
+def test_model_card_marks_a_win_rate_judged_by_the_reward_model_the_policy_optimized():
+    from align.model_card import _evaluation, _limitations
+
+    row = {"row": "ppo", "metrics": {"win_rate": 0.9, "llm_win_rate": 0.4}, "gates": [],
+           "judges": {"win_rate": "rm stage rm", "llm_win_rate": "LLM judge-model"}, "own_reward": ["win_rate"]}
+    run = {"evals": {"rows": [{"row": "baseline", "metrics": {}}, row]}, "stages": {"ppo": {"metrics": {}}}}
+    recipe = {"evals": [{"hook": "win_rate", "judge": "rm"}, {"hook": "llm_judge", "judge": "judge-model",
+                                                              "against": "start"}]}
+    text = _evaluation(run, recipe)
+    assert "| ppo | 0.9 (own reward: optimistic) | 0.4 | none |" in text
+    assert "- ppo: win_rate: rm stage rm (judged by its own reward (optimistic)); llm_win_rate: LLM judge-model." \
+        in text
+    assert "judged by the reward model of stage `rm`" in text and "judged by the LLM `judge-model`, asked in " \
+        "both orders" in text and "against those of the model its stage started from" in text
+    assert "so its win rates are optimistic" in _limitations(run, recipe, "ppo")
+
+
 def test_push_to_hub_is_refused_without_a_token_and_offline(tiny_run, tmp_path, monkeypatch):
     # the one whole export through the console script: written, then the push refused with exit 2
     done = align_cli("export", str(tiny_run / "sft"), "--out", str(tmp_path / "a"), "--merge",
