@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -16,31 +17,34 @@ from typing import Any
 
 import yaml
 
+from align import schema
 from align.errors import AlignError
 from align.schema import EVAL_HOOKS, STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a megabyte is generous and bounds parsing time
+MAX_YAML_NODES = 100_000  # after alias expansion: a real recipe has hundreds; an alias bomb billions
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file; raise one AlignError listing every problem."""
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise AlignError(f"{path}: {path.stat().st_size} bytes; a recipe is at most {MAX_RECIPE_BYTES} bytes",
+                             hint="is this the recipe file? data goes in its own files, named under data:")
+        if not path.is_file():
+            raise AlignError(f"{path}: not a regular file", hint="name the recipe's .yaml file")
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise AlignError(f"cannot read recipe {path}: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise AlignError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        raw = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AlignError(f"{path}{where}: YAML syntax error: {getattr(e, 'problem', e)}") from None
+    raw, root = load_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise AlignError(f"{path}: a recipe is a mapping with keys name, model, data, tracking, stages",
                          hint="see recipes/quickstart.yaml for the layout")
     overridden = apply_overrides(raw, overrides or [])
-    v = _Validator(str(path), lines, overridden)
+    v = _Validator(str(path), _line_map(root), overridden)
     recipe = v.build(Recipe, raw, "")
     if not v.errors:
         _check_recipe(recipe, v)
@@ -49,6 +53,61 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise AlignError(f"{path}: {n} problem{'s' * (n > 1)} in the recipe", v.errors)
     recipe.source = str(path)
     return recipe
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """`yaml.safe_load` that refuses what it would silently accept: a key given twice (safe_load keeps the
+    last), aliases expanding past MAX_YAML_NODES nodes (a few lines can expand to billions) or to themselves,
+    and nesting deeper than Python's stack. Returns the data and the node tree (for line numbers)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            _check_nodes(root, source)
+        return (loader.construct_document(root) if root is not None else None), root
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AlignError(f"{source}{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise AlignError(f"{source}: YAML nested too deeply to read") from None
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Duplicate keys (with both lines), and the node count after alias expansion, each node counted once
+    per place it appears (memoized per node, so a bomb is measured without being expanded)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            if sizes[id(node)] < 0:
+                raise AlignError(f"{source} line {node.start_mark.line + 1}: an alias refers to a node that "
+                                 "contains it (a recursive alias)")
+            return sizes[id(node)]
+        sizes[id(node)] = -1
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                    if k.value in seen:
+                        raise AlignError(f"{source} line {k.start_mark.line + 1}: duplicate key '{k.value}' "
+                                         f"(first at line {seen[k.value]}); YAML would silently keep the last",
+                                         hint="remove one of them")
+                    seen[k.value] = k.start_mark.line + 1
+                total += size(k) + size(v)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(v) for v in node.value)
+        if total > MAX_YAML_NODES:
+            raise AlignError(f"{source} line {node.start_mark.line + 1}: the YAML expands to more than "
+                             f"{MAX_YAML_NODES} nodes (aliases repeating aliases)",
+                             hint="write the repeated settings out, or use fewer levels of aliases")
+        sizes[id(node)] = total
+        return total
+
+    size(root)
 
 
 def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
@@ -79,7 +138,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
             node = nxt
         if not isinstance(node, dict):
             raise AlignError(f"override '{item}': {'.'.join(parts[:-1])} is not a mapping")
-        node[parts[-1]] = yaml.safe_load(value) if value else ""
+        node[parts[-1]] = load_yaml(value, f"override '{item}'")[0] if value else ""
         done.add(key)
     return done
 
@@ -101,14 +160,21 @@ def _item_key(path: str, i: int, item: Any) -> str:
     return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
 
 
-def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None) -> dict[str, int]:
-    """Dotted key path -> 1-based line, from the composed YAML node tree (safe_load drops positions)."""
+def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None, seen: set | None = None) \
+        -> dict[str, int]:
+    """Dotted key path -> 1-based line, from the composed YAML node tree (safe_load drops positions). An
+    aliased node is walked once, at its first path: later paths through the alias fall back to the line of
+    the alias's parent key."""
     out = {} if out is None else out
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:
+        return out
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             sub = f"{path}.{k.value}" if path else str(k.value)
             out[sub] = k.start_mark.line + 1
-            _line_map(v, sub, out)
+            _line_map(v, sub, out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             pairs = v.value if isinstance(v, yaml.MappingNode) else []
@@ -116,7 +182,7 @@ def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None) -
             named = isinstance(name, str) and name and isinstance(v, yaml.MappingNode)
             sub = f"{path}.{name}" if named else f"{path}[{i}]"
             out[sub] = v.start_mark.line + 1
-            _line_map(v, sub, out)
+            _line_map(v, sub, out, seen)
     return out
 
 
@@ -151,6 +217,12 @@ class _Validator:
                                                  f"; valid keys: {', '.join(fields)}"))
                 continue
             kwargs[key] = self.value(hints[key], value, sub)
+            rng = fields[key].metadata.get("range")
+            if rng and isinstance(kwargs[key], (int, float)) and not isinstance(kwargs[key], bool):
+                why = schema.out_of_range(kwargs[key], rng)
+                if why:
+                    self.error(sub, f"{why}, got {kwargs[key]}")
+                    kwargs[key] = _BAD
         for name, f in fields.items():
             if name not in raw and f.default is None and f.default_factory is dataclasses.MISSING and \
                     not _optional(hints[name]):
@@ -205,6 +277,9 @@ class _Validator:
                 pass
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if tp is float and isinstance(value, float) and not math.isfinite(value):
+            self.error(path, f"must be a finite number, got {value}")
+            return _BAD
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value
         self.error(path, f"expected {tp.__name__}, got {_describe(value)}")
@@ -238,6 +313,9 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
     """Rules that span fields: names, init order, numbers in range, data present and readable."""
     if not recipe.stages:
         v.error("stages", "a recipe needs at least one stage")
+    if recipe.output_dir is None:  # the name is then a folder under runs/
+        _check_name(recipe.name, "name", "recipe", v)
+    _check_model(recipe.model, v)
     seen: list[str] = []
     for stage in recipe.stages:
         if stage is None:
@@ -251,11 +329,9 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
             later = any(s and s.name == stage.init for s in recipe.stages)
             v.error(f"{p}.init", f"'{stage.init}' is " + ("a later stage; a stage can only start from an earlier one"
                     if later else f"not a stage; use 'base' or one of: {', '.join(seen) or '(no earlier stage)'}"))
-        for key in ("learning_rate", "batch_size", "grad_accum", "max_length", "eval_batch_size", "logging_steps"):
-            if getattr(stage, key) <= 0:
-                v.error(f"{p}.{key}", f"must be > 0, got {getattr(stage, key)}")
-        if stage.save_steps < 0:
-            v.error(f"{p}.save_steps", f"must be >= 0 (0 = no checkpoints), got {stage.save_steps}")
+        _check_name(stage.name, f"{p}.name", "stage", v)
+        if stage.max_steps == 0:
+            v.error(f"{p}.max_steps", "0 steps would train nothing; use -1 (run for `epochs`) or a number >= 1")
         rm = getattr(stage, "reward_model", None)
         earlier = [s.name for s in recipe.stages if s and s.name in seen and s.kind == "rm"]
         if rm is not None and rm not in earlier:
@@ -270,8 +346,8 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         else:
             _check_data(data, f"{p}.data" if stage.data else f"data.{data_kind(stage.kind)}", v)
         mix = getattr(stage, "mix", None)
-        if mix is not None and _looks_local(mix.data) and not Path(mix.data).expanduser().exists():
-            v.error(f"{p}.mix.data", f"data file {mix.data} does not exist")
+        if mix is not None and _looks_local(mix.data):
+            _check_local(mix.data, f"{p}.mix.data", v)
         for j, gate in enumerate(stage.gate):
             try:
                 parse_gate(gate)
@@ -279,6 +355,32 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
                 v.error(f"{p}.gate[{j}]", str(e))
         seen.append(stage.name)
     _check_evals(recipe, v)
+
+
+def _check_name(name: str, path: str, what: str, v: _Validator) -> None:
+    """A stage's name is its artifact folder (and a recipe's its run folder): a plain folder name, not one
+    of the run folder's own entries, so no recipe can write or delete outside its run folder."""
+    if not schema.STAGE_NAME.fullmatch(name):
+        v.error(path, f"{what} name {name!r} may hold only letters, digits, _ and -, starting with a letter or "
+                      "digit (it names a folder)")
+    elif name.lower() in schema.RESERVED_NAMES:
+        v.error(path, f"{what} name '{name}' is reserved (the run folder or `init` uses it); reserved: "
+                      f"{', '.join(sorted(schema.RESERVED_NAMES))}")
+
+
+def _check_model(model: ModelSpec, v: _Validator) -> None:
+    """What can be checked about the model without loading it: its template file and attention kernel."""
+    template = model.chat_template
+    if template and template != "chatml" and not Path(template).expanduser().is_file():
+        v.error("model.chat_template", f"'{template}' is neither 'chatml' nor an existing template file")
+    attn, known = model.attn_implementation, schema.ATTN_IMPLEMENTATIONS
+    if attn is not None and attn not in known and not re.fullmatch(r"[\w.-]+/[\w.-]+(:\w+)?", attn):
+        near = difflib.get_close_matches(attn, known, n=1)
+        v.error("model.attn_implementation", f"'{attn}' is not one of {', '.join(known)} nor a hub kernel "
+                "'org/repo'" + (f"; did you mean '{near[0]}'?" if near else ""))
+    modules = model.lora.target_modules if model.lora else "all-linear"
+    if isinstance(modules, list) and (not modules or not all(m.strip() for m in modules)):
+        v.error("model.lora.target_modules", "a list of module names needs at least one non-empty name")
 
 
 def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: _Validator) -> None:
@@ -327,8 +429,8 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
         if e.reward_model is not None and e.reward_model not in rms:
             v.error(f"{p}.reward_model",
                     f"'{e.reward_model}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
-        if e.data and _looks_local(e.data) and not Path(e.data).expanduser().exists():
-            v.error(f"{p}.data", f"data file {e.data} does not exist")
+        if e.data and _looks_local(e.data):
+            _check_local(e.data, f"{p}.data", v)
         if e.name is not None and not re.fullmatch(r"\w+", e.name):
             v.error(f"{p}.name", f"'{e.name}' is not a metric-name suffix; use letters, digits and _")
         same = [j for j, o in enumerate(recipe.evals[:i]) if o and (o.hook, o.name) == (e.hook, e.name)]
@@ -361,13 +463,21 @@ _DATA_HINTS = {"text": " (raw text to continue pretraining on: data.text: {train
 def _check_data(data: Any, path: str, v: _Validator) -> None:
     for key in ("train", "eval"):
         ref = getattr(data, key)
-        if ref and _looks_local(ref) and not Path(ref).exists():
-            v.error(f"{path}.{key}", f"data file '{ref}' does not exist (paths are relative to the current folder)")
-    if not 0.0 <= data.eval_fraction < 1.0:
-        v.error(f"{path}.eval_fraction", f"must be in [0, 1), got {data.eval_fraction}")
+        if ref and _looks_local(ref):
+            _check_local(ref, f"{path}.{key}", v)
+
+
+def _check_local(ref: str, path: str, v: _Validator) -> None:
+    """A local data reference exists and is a regular file or a folder (never a FIFO or device: reading one
+    would block or never end)."""
+    p = Path(ref).expanduser()
+    if not p.exists():
+        v.error(path, f"data file '{ref}' does not exist (paths are relative to the current folder)")
+    elif not (p.is_file() or p.is_dir()):
+        v.error(path, f"'{ref}' is not a regular file or a folder (a pipe or device?)")
 
 
 def _looks_local(ref: str) -> bool:
     """A path with a file suffix or a leading ./ or / is local; 'org/name' is a hub dataset id."""
     return ref.startswith((".", "/", "~")) or Path(ref).suffix in {".jsonl", ".json", ".csv", ".parquet", ".txt"} \
-        or Path(ref).exists()
+        or Path(ref).expanduser().exists()

@@ -62,7 +62,7 @@ def test_wrong_type_names_key_and_value(tmp_path, train_file):
 def test_all_errors_reported_at_once(tmp_path, train_file):
     msg = problems(recipe(tmp_path, train_file, "    batch_size: 2.5\n    packin: true\n    max_length: -3\n"))
     assert "stages.sft.batch_size" in msg and "stages.sft.packin" in msg and "did you mean 'packing'" in msg
-    assert "2 problems" in msg  # range checks run once the types are right
+    assert "3 problems" in msg and "stages.sft.max_length: must be >= 1, got -3" in msg  # ranges checked per field
 
 
 def test_unknown_stage_kind(tmp_path, train_file):
