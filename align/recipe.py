@@ -9,20 +9,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
+import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from align import schema
 from align.errors import AlignError
 from align.schema import EVAL_HOOKS, STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.yamlsafe import line_map, load_yaml
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a megabyte is generous and bounds parsing time
-MAX_YAML_NODES = 100_000  # after alias expansion: a real recipe has hundreds; an alias bomb billions
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -44,70 +44,15 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise AlignError(f"{path}: a recipe is a mapping with keys name, model, data, tracking, stages",
                          hint="see recipes/quickstart.yaml for the layout")
     overridden = apply_overrides(raw, overrides or [])
-    v = _Validator(str(path), _line_map(root), overridden)
+    v = _Validator(str(path), line_map(root), overridden)
     recipe = v.build(Recipe, raw, "")
-    if not v.errors:
+    if recipe is not None:  # rules across fields, also when some field was wrong: every error at once
         _check_recipe(recipe, v)
     if v.errors:
         n = len(v.errors)
         raise AlignError(f"{path}: {n} problem{'s' * (n > 1)} in the recipe", v.errors)
     recipe.source = str(path)
     return recipe
-
-
-def load_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """`yaml.safe_load` that refuses what it would silently accept: a key given twice (safe_load keeps the
-    last), aliases expanding past MAX_YAML_NODES nodes (a few lines can expand to billions) or to themselves,
-    and nesting deeper than Python's stack. Returns the data and the node tree (for line numbers)."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is not None:
-            _check_nodes(root, source)
-        return (loader.construct_document(root) if root is not None else None), root
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AlignError(f"{source}{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
-    except RecursionError:
-        raise AlignError(f"{source}: YAML nested too deeply to read") from None
-    finally:
-        loader.dispose()
-
-
-def _check_nodes(root: yaml.Node, source: str) -> None:
-    """Duplicate keys (with both lines), and the node count after alias expansion, each node counted once
-    per place it appears (memoized per node, so a bomb is measured without being expanded)."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node) -> int:
-        if id(node) in sizes:
-            if sizes[id(node)] < 0:
-                raise AlignError(f"{source} line {node.start_mark.line + 1}: an alias refers to a node that "
-                                 "contains it (a recursive alias)")
-            return sizes[id(node)]
-        sizes[id(node)] = -1
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value != "<<":
-                    if k.value in seen:
-                        raise AlignError(f"{source} line {k.start_mark.line + 1}: duplicate key '{k.value}' "
-                                         f"(first at line {seen[k.value]}); YAML would silently keep the last",
-                                         hint="remove one of them")
-                    seen[k.value] = k.start_mark.line + 1
-                total += size(k) + size(v)
-        elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(v) for v in node.value)
-        if total > MAX_YAML_NODES:
-            raise AlignError(f"{source} line {node.start_mark.line + 1}: the YAML expands to more than "
-                             f"{MAX_YAML_NODES} nodes (aliases repeating aliases)",
-                             hint="write the repeated settings out, or use fewer levels of aliases")
-        sizes[id(node)] = total
-        return total
-
-    size(root)
 
 
 def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
@@ -158,32 +103,6 @@ def _child(node: Any, part: str) -> Any:
 def _item_key(path: str, i: int, item: Any) -> str:
     name = item.get("name") if isinstance(item, dict) else None
     return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
-
-
-def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None, seen: set | None = None) \
-        -> dict[str, int]:
-    """Dotted key path -> 1-based line, from the composed YAML node tree (safe_load drops positions). An
-    aliased node is walked once, at its first path: later paths through the alias fall back to the line of
-    the alias's parent key."""
-    out = {} if out is None else out
-    seen = set() if seen is None else seen
-    if node is None or id(node) in seen:
-        return out
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            sub = f"{path}.{k.value}" if path else str(k.value)
-            out[sub] = k.start_mark.line + 1
-            _line_map(v, sub, out, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            pairs = v.value if isinstance(v, yaml.MappingNode) else []
-            name = next((c.value for k, c in pairs if k.value == "name"), None)
-            named = isinstance(name, str) and name and isinstance(v, yaml.MappingNode)
-            sub = f"{path}.{name}" if named else f"{path}[{i}]"
-            out[sub] = v.start_mark.line + 1
-            _line_map(v, sub, out, seen)
-    return out
 
 
 class _Validator:
@@ -314,13 +233,13 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
     if not recipe.stages:
         v.error("stages", "a recipe needs at least one stage")
     if recipe.output_dir is None:  # the name is then a folder under runs/
-        _check_name(recipe.name, "name", "recipe", v)
+        _check_name(recipe.name, "name", "recipe", v, schema.RECIPE_NAME)
     _check_model(recipe.model, v)
     seen: list[str] = []
-    for stage in recipe.stages:
+    for i, stage in enumerate(recipe.stages):
         if stage is None:
             continue
-        p = f"stages.{stage.name}"
+        p = f"stages.{stage.name}" if stage.name else f"stages[{i}]"
         if stage.name in seen:
             v.error(p, f"two stages are named '{stage.name}'; names must be unique")
         if stage.init == stage.name:
@@ -357,12 +276,15 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
     _check_evals(recipe, v)
 
 
-def _check_name(name: str, path: str, what: str, v: _Validator) -> None:
+def _check_name(name: str, path: str, what: str, v: _Validator, pattern: re.Pattern = schema.STAGE_NAME) -> None:
     """A stage's name is its artifact folder (and a recipe's its run folder): a plain folder name, not one
     of the run folder's own entries, so no recipe can write or delete outside its run folder."""
-    if not schema.STAGE_NAME.fullmatch(name):
-        v.error(path, f"{what} name {name!r} may hold only letters, digits, _ and -, starting with a letter or "
-                      "digit (it names a folder)")
+    if not isinstance(name, str):
+        return  # missing: already reported
+    if not pattern.fullmatch(name):
+        chars = "letters, digits, _, - and ." if "." in pattern.pattern else "letters, digits, _ and -"
+        v.error(path, f"{what} name {name!r} may hold only {chars}, starting with a letter or digit (it names "
+                      "a folder)")
     elif name.lower() in schema.RESERVED_NAMES:
         v.error(path, f"{what} name '{name}' is reserved (the run folder or `init` uses it); reserved: "
                       f"{', '.join(sorted(schema.RESERVED_NAMES))}")
@@ -417,10 +339,15 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
     names = [s.name for s in recipe.stages if s]
     rms = [s.name for s in recipe.stages if s and s.kind == "rm"]
     for i, e in enumerate(recipe.evals):
-        if e is None:
+        if e is None or e.hook is None:
             continue
         p = f"evals[{i}]"
-        if e.hook not in EVAL_HOOKS and ":" not in e.hook:
+        if ":" in e.hook:
+            try:
+                import_user_hook(e.hook)
+            except AlignError as err:
+                v.error(f"{p}.hook", err.message + (f" ({err.hint})" if err.hint else ""))
+        elif e.hook not in EVAL_HOOKS:
             near = difflib.get_close_matches(e.hook, EVAL_HOOKS, n=1)
             v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(EVAL_HOOKS)}, or your own "
                     "'module:function'" + (f"; did you mean '{near[0]}'?" if near else ""))
@@ -437,6 +364,32 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
         if same:  # the later hook's metrics would silently replace the earlier one's in every row
             v.error(f"{p}.name", f"evals[{same[0]}] is also hook {e.hook}" + (f" named '{e.name}'" if e.name else "") +
                     "; give each a distinct name (e.g. name: domain), which suffixes its metric names")
+
+
+def import_user_hook(ref: str) -> Any:
+    """Import a user hook 'module:function' now (at validation, before any training) and return the function.
+
+    The current folder is appended to sys.path, as `python -m align` would put it first: the `align`
+    console script's sys.path lacks it, so `myhooks.py` beside the recipe would not import. Appended, not
+    prepended, so a file in the current folder cannot shadow an installed package. The module stays in
+    sys.modules, where the evaluation (`align.hooks`) finds it."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    if not module or not name:
+        raise AlignError(f"hook '{ref}' is not 'module:function'")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise AlignError(f"cannot load hook {ref}: {e}", hint="name it as 'package.module:function', importable "
+                         "from the current folder or the installed packages") from None
+    except Exception as e:  # the user's module failed while importing: their bug, reported as such
+        raise AlignError(f"importing hook {ref} raised {type(e).__name__}: {e}") from None
+    if not callable(fn):
+        raise AlignError(f"hook {ref} is a {type(fn).__name__}, not a function")
+    return fn
 
 
 def reward_stage(recipe: Recipe, stage: StageBase) -> str | None:

@@ -49,8 +49,10 @@ def out_of_range(value: float, rng: tuple[str, float, float, bool, bool]) -> str
 
 
 STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-"""Stage and recipe names: each is a folder name (the stage's artifact, the default run folder), so no
-dots, slashes or leading dashes."""
+"""Stage names: each is a folder name in the run folder (the stage's artifact), so no dots, slashes or
+leading dashes."""
+RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""Recipe names: the default run folder runs/<name>; a dot may follow the first character (qwen2.5)."""
 RESERVED_NAMES = frozenset({"base", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
                             "lock", "checkpoints", "runs"})
 """Names a stage may not take: what else the run folder holds (`evals/`, `report_plots/`, `tensorboard/`,
@@ -353,7 +355,7 @@ class LaunchSpec:
 
 @dataclass
 class Recipe:
-    name: str = _f(None, "Recipe name; the default run folder is runs/<name> (letters, digits, _ and -).")
+    name: str = _f(None, "Recipe name; the default run folder is runs/<name> (letters, digits, _, - and .).")
     model: ModelSpec = _f(None, "The model every stage starts from.", default_factory=ModelSpec)
     stages: list[StageBase] = _f(None, "Stages, run in order.", default_factory=list)
     data: DataSection = _f(None, "Datasets per kind of stage.", default_factory=DataSection)
