@@ -267,11 +267,7 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         mix = getattr(stage, "mix", None)
         if mix is not None and _looks_local(mix.data):
             _check_local(mix.data, f"{p}.mix.data", v)
-        for j, gate in enumerate(stage.gate):
-            try:
-                parse_gate(gate)
-            except ValueError as e:
-                v.error(f"{p}.gate[{j}]", str(e))
+        _check_gates(recipe, stage, p, v)
         seen.append(stage.name)
     _check_evals(recipe, v)
 
@@ -333,6 +329,27 @@ def parse_gate(text: str) -> tuple[str, str, float]:
     if not m:
         raise ValueError(f"'{text}' is not a gate; write 'metric OP number', OP one of >=, <=, >, <, ==, !=")
     return m.group(1), m.group(2), float(m.group(3))
+
+
+def _check_gates(recipe: Recipe, stage: StageBase, p: str, v: _Validator) -> None:
+    """Each gate parses and names a metric the stage or the recipe's hooks produce (a user hook's metrics
+    are known only when it runs, so with one any name passes here)."""
+    known = set(schema.STAGE_METRICS.get(stage.kind, ()))
+    for e in recipe.evals:
+        if e is not None and e.hook in schema.HOOK_METRICS:
+            names = [f"{m}_{e.name}" if e.name else m for m in schema.HOOK_METRICS[e.hook]]
+            known |= set(names) | ({f"{m}_increase" for m in names} if e.hook == "perplexity" else set())
+    user_hook = any(e is not None and e.hook and ":" in e.hook for e in recipe.evals)
+    for j, gate in enumerate(stage.gate):
+        try:
+            name = parse_gate(gate)[0]
+        except ValueError as err:
+            v.error(f"{p}.gate[{j}]", str(err))
+            continue
+        if name not in known and not user_hook:
+            near = difflib.get_close_matches(name, known, n=1)
+            v.error(f"{p}.gate[{j}]", f"no metric '{name}': a {stage.kind} stage and the recipe's evals measure "
+                    f"{', '.join(sorted(known))}" + (f"; did you mean '{near[0]}'?" if near else ""))
 
 
 def _check_evals(recipe: Recipe, v: _Validator) -> None:

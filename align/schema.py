@@ -345,6 +345,41 @@ STAGE_KINDS: dict[str, type[StageBase]] = {"pretrain": PretrainStage, "sft": SFT
 """Stage kind -> its config class (and `align.stages.<kind>` runs it)."""
 
 
+_TRAIN = ("train_seconds", "train_loss", "train_tokens", "train_tokens_per_second", "train_loss_first",
+          "train_loss_last", "stage_seconds")
+_LOSS = ("eval_loss_before", "eval_loss_after")
+_COMPARE = ("kl", "response_length", "response_length_start", "eos_rate", "eval_prompts", "win_rate", "reward",
+            "reward_start")  # align.hooks.compare_policies
+_ON_POLICY = _COMPARE + ("reward_before", "reward_after", "win_rate_after", "kl_after", "train_prompts")
+_RANKING = ("pairwise_accuracy", "top1_agreement", "ece", "reward_mean", "reward_std")  # evaluation.ranking_metrics
+STAGE_METRICS: dict[str, tuple[str, ...]] = {
+    "pretrain": _TRAIN + _LOSS + ("train_documents", "eval_documents", "truncated", "train_rows", "eval_rows",
+                                  "perplexity_before", "perplexity_after"),
+    "sft": _TRAIN + _LOSS + ("train_examples", "train_rows", "eval_examples", "mixed_in", "truncated",
+                             "dropped_too_long"),
+    "rm": _TRAIN + ("train_prompts", "train_responses", "train_pairs", "truncated", "eval_prompts", "eval_pairs",
+                    "eval_truncated") + tuple(f"{m}_{w}" for m in _RANKING for w in ("before", "after")),
+    "dpo": _TRAIN + _COMPARE + ("train_prompts", "train_pairs", "mixed_in", "eval_pairs", "eval_loss",
+                                "reward_accuracy_after", "reward_margin_after", "generation_eval_seconds"),
+    "ppo": _TRAIN + _ON_POLICY + ("ppo_steps", "train_reward_first", "train_reward_last", "train_kl_last",
+                                  "train_kl_max", "kl_coef_final", "gen_seconds", "rollout_tokens",
+                                  "rollout_prompt_tokens", "rollout_tokens_per_second"),
+    "rloo": _TRAIN + _LOSS + _ON_POLICY + ("rloo_steps", "optimizer_steps", "dropped_long_prompts",
+                                           "train_reward_first", "train_reward_last", "train_kl_per_token_last",
+                                           "train_kl_per_token_max"),
+}
+STAGE_METRICS["grpo"] = tuple(m.replace("rloo_", "grpo_") for m in STAGE_METRICS["rloo"])
+"""The metrics each stage kind writes to its metrics.json (some only when they apply: held-out data, a
+judge): what a `gate:` may name besides its hooks' metrics. tests/stages check a run's metrics against it."""
+
+HOOK_METRICS: dict[str, tuple[str, ...]] = {
+    "rm_accuracy": ("rm_accuracy", "rm_top1", "rm_ece"), "perplexity": ("perplexity",),
+    "compliance": ("refusal_rate", "over_refusal", "ordinary_refusal"), "kl": ("kl",),
+    "win_rate": ("win_rate", "reward", "reward_against"), "samples": ()}
+"""The metrics each built-in evaluation hook adds to a row (`align.hooks`); an EvalSpec `name` suffixes
+them (perplexity_domain), and each perplexity also gives <name>_increase, against the baseline row's."""
+
+
 @dataclass
 class LaunchSpec:
     num_processes: int = _f(1, "Data-parallel processes `align run` starts (torchrun, one per GPU; docs/scaling.md).",

@@ -13,7 +13,7 @@ from align.generation import adapters_disabled, completion_logprobs, generate, p
 from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from align.schema import GenerationSpec, LoraSpec, ModelSpec, PPOStage
+from align.schema import STAGE_METRICS, GenerationSpec, LoraSpec, ModelSpec, PPOStage
 from align.stages import ppo
 from tests.stages.test_on_policy import write_recipe
 
@@ -134,6 +134,7 @@ def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
     generation: {max_new_tokens: 6, temperature: 1.0, batch_size: 4}
 """)
     metrics = run_pipeline(load_recipe(recipe))["ppo"]
+    assert set(metrics) <= set(STAGE_METRICS["ppo"]), set(metrics) - set(STAGE_METRICS["ppo"])  # what gates may name
     assert metrics["ppo_steps"] == 2 and metrics["train_prompts"] == 8 and metrics["eval_prompts"] == 4
     for key in ("win_rate", "kl", "reward", "reward_start", "reward_before", "reward_after", "win_rate_after"):
         assert isinstance(metrics[key], float), key
