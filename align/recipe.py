@@ -52,7 +52,26 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         n = len(v.errors)
         raise AlignError(f"{path}: {n} problem{'s' * (n > 1)} in the recipe", v.errors)
     recipe.source = str(path)
+    _expand_home(recipe)
     return recipe
+
+
+def _expand_home(recipe: Recipe) -> None:
+    """`~` in every path a recipe may hold means the home folder, as in a shell (never a folder named ~)."""
+    def home(ref: str | None) -> str | None:
+        return str(Path(ref).expanduser()) if isinstance(ref, str) and ref.startswith("~") else ref
+
+    m = recipe.model
+    m.name, m.chat_template, recipe.output_dir = home(m.name), home(m.chat_template), home(recipe.output_dir)
+    specs = [getattr(recipe.data, f.name) for f in dataclasses.fields(recipe.data)] + [s.data for s in recipe.stages]
+    for spec in specs:
+        if spec is not None:
+            spec.train, spec.eval = home(spec.train), home(spec.eval)
+    for stage in recipe.stages:
+        if getattr(stage, "mix", None) is not None:
+            stage.mix.data = home(stage.mix.data)
+    for e in recipe.evals:
+        e.data = home(e.data)
 
 
 def build_model_spec(raw: dict[str, Any]) -> ModelSpec:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar, Literal
 
 _INTERVAL = re.compile(r"^([\[(])(-?[\d.e]+|-inf), (-?[\d.e]+|inf)([\])])$")
@@ -408,4 +407,4 @@ class Recipe:
 
     @property
     def run_dir(self) -> str:
-        return str(Path(self.output_dir).expanduser()) if self.output_dir else f"runs/{self.name}"
+        return self.output_dir or f"runs/{self.name}"
