@@ -167,10 +167,10 @@ def _report(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
+    _check_eval_args(args)  # before importing torch (seconds): a mistake is reported at once
     from align.hooks import evaluate_artifact
     from align.schema import EvalSpec, GenerationSpec
 
-    _check_eval_args(args)
     against = str(Path(args.against).expanduser().resolve()) if args.against != "base" else "base"
     spec = EvalSpec(hook=args.hook, data=args.data, max_examples=args.max_examples, against=against,
                     classifier=args.classifier,
