@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import re
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 from align import schema
 from align.errors import AlignError
-from align.schema import EVAL_HOOKS, STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.schema import EVAL_HOOKS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.validator import Validator
 from align.yamlsafe import line_map, load_yaml
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a megabyte is generous and bounds parsing time
@@ -44,7 +42,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise AlignError(f"{path}: a recipe is a mapping with keys name, model, data, tracking, stages",
                          hint="see recipes/quickstart.yaml for the layout")
     overridden = apply_overrides(raw, overrides or [])
-    v = _Validator(str(path), line_map(root), overridden)
+    v = Validator(str(path), line_map(root), overridden)
     recipe = v.build(Recipe, raw, "")
     if recipe is not None:  # rules across fields, also when some field was wrong: every error at once
         _check_recipe(recipe, v)
@@ -76,7 +74,7 @@ def _expand_home(recipe: Recipe) -> None:
 
 def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
     """A `ModelSpec` from a mapping (an artifact's config.yaml), validated like a recipe's `model`."""
-    v = _Validator("<model>", {}, set())
+    v = Validator("<model>", {}, set())
     spec = v.build(ModelSpec, raw, "model")
     if v.errors:
         raise AlignError("invalid model settings", v.errors)
@@ -119,135 +117,7 @@ def _child(node: Any, part: str) -> Any:
     return None
 
 
-def _item_key(path: str, i: int, item: Any) -> str:
-    name = item.get("name") if isinstance(item, dict) else None
-    return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
-
-
-class _Validator:
-    """Builds dataclasses from plain data, collecting errors instead of stopping at the first."""
-
-    def __init__(self, source: str, lines: dict[str, int], overridden: set[str]):
-        self.source, self.lines, self.overridden, self.errors = source, lines, overridden, []
-
-    def error(self, path: str, message: str) -> None:
-        if path in self.overridden:
-            where = "command-line override"
-        else:
-            probe = path
-            while probe and probe not in self.lines:
-                probe = probe.rpartition(".")[0]
-            where = f"line {self.lines[probe]}" if probe else "top level"
-        self.errors.append(f"{where}, {path or '<recipe>'}: {message}")
-
-    def build(self, cls: type, raw: Any, path: str) -> Any:
-        if not isinstance(raw, dict):
-            self.error(path, f"expected a mapping of {cls.__name__} keys, got {type(raw).__name__}")
-            return None
-        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in raw.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in fields:
-                near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
-                self.error(sub, "unknown key" + (f"; did you mean '{near[0]}'?" if near else
-                                                 f"; valid keys: {', '.join(fields)}"))
-                continue
-            kwargs[key] = self.value(hints[key], value, sub)
-            rng = fields[key].metadata.get("range")
-            if rng and isinstance(kwargs[key], (int, float)) and not isinstance(kwargs[key], bool):
-                why = schema.out_of_range(kwargs[key], rng)
-                if why:
-                    self.error(sub, f"{why}, got {kwargs[key]}")
-                    kwargs[key] = _BAD
-        for name, f in fields.items():
-            if name not in raw and f.default is None and f.default_factory is dataclasses.MISSING and \
-                    not _optional(hints[name]):
-                self.error(f"{path}.{name}" if path else name, "required key is missing")
-        try:
-            return cls(**{k: v for k, v in kwargs.items() if v is not _BAD})
-        except TypeError:
-            return None
-
-    def value(self, tp: Any, value: Any, path: str) -> Any:
-        origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if origin in (typing.Union, types.UnionType):
-            if value is None and type(None) in args:
-                return None
-            options = [a for a in args if a is not type(None)]
-            for opt in options:  # first option that accepts the value silently wins
-                trial = _Validator(self.source, self.lines, self.overridden)
-                out = trial.value(opt, value, path)
-                if not trial.errors:
-                    return out
-            return self.value(options[-1], value, path)
-        if origin is typing.Literal:
-            if value not in args:
-                near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
-                self.error(path, f"'{value}' is not one of {', '.join(map(str, args))}" +
-                           (f"; did you mean '{near[0]}'?" if near else ""))
-                return _BAD
-            return value
-        if tp is dict or origin is dict:
-            if not isinstance(value, dict):
-                self.error(path, f"expected a mapping, got {_describe(value)}")
-                return _BAD
-            return value
-        if origin is list:
-            if not isinstance(value, list):
-                self.error(path, f"expected a list, got {_describe(value)}")
-                return _BAD
-            if args and args[0] is StageBase:
-                return [self.stage(item, _item_key(path, i, item)) for i, item in enumerate(value)]
-            return [self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
-        if dataclasses.is_dataclass(tp):
-            if isinstance(value, str) and getattr(tp, "SHORTHAND", None):
-                value = {tp.SHORTHAND: value}
-            return self.build(tp, value, path) if value is not None else self.build(tp, {}, path)
-        return self.scalar(tp, value, path)
-
-    def scalar(self, tp: type, value: Any, path: str) -> Any:
-        if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if tp is float and isinstance(value, float) and not math.isfinite(value):
-            self.error(path, f"must be a finite number, got {value}")
-            return _BAD
-        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-            return value
-        self.error(path, f"expected {tp.__name__}, got {_describe(value)}")
-        return _BAD
-
-    def stage(self, raw: Any, path: str) -> StageBase | None:
-        if not isinstance(raw, dict):
-            self.error(path, f"a stage is a mapping with at least name and kind, got {_describe(raw)}")
-            return None
-        kind = raw.get("kind", raw.get("name"))
-        if kind not in STAGE_KINDS:
-            near = difflib.get_close_matches(str(kind), STAGE_KINDS, n=1)
-            self.error(f"{path}.kind", f"unknown stage kind '{kind}'; valid kinds: {', '.join(STAGE_KINDS)}" +
-                       (f" (did you mean '{near[0]}'?)" if near else ""))
-            return None
-        return self.build(STAGE_KINDS[kind], {"kind": kind, **raw}, path)
-
-
-_BAD = object()
-
-
-def _optional(tp: Any) -> bool:
-    return type(None) in typing.get_args(tp)
-
-
-def _describe(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-
-def _check_recipe(recipe: Recipe, v: _Validator) -> None:
+def _check_recipe(recipe: Recipe, v: Validator) -> None:
     """Rules that span fields: names, init order, numbers in range, data present and readable."""
     if not recipe.stages:
         v.error("stages", "a recipe needs at least one stage")
@@ -291,7 +161,7 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
     _check_evals(recipe, v)
 
 
-def _check_name(name: str, path: str, what: str, v: _Validator, pattern: re.Pattern = schema.STAGE_NAME) -> None:
+def _check_name(name: str, path: str, what: str, v: Validator, pattern: re.Pattern = schema.STAGE_NAME) -> None:
     """A stage's name is its artifact folder (and a recipe's its run folder): a plain folder name, not one
     of the run folder's own entries, so no recipe can write or delete outside its run folder."""
     if not isinstance(name, str):
@@ -305,7 +175,7 @@ def _check_name(name: str, path: str, what: str, v: _Validator, pattern: re.Patt
                       f"{', '.join(sorted(schema.RESERVED_NAMES))}")
 
 
-def _check_model(model: ModelSpec, v: _Validator) -> None:
+def _check_model(model: ModelSpec, v: Validator) -> None:
     """What can be checked about the model without loading it: its template file and attention kernel."""
     template = model.chat_template
     if template and template != "chatml" and not Path(template).expanduser().is_file():
@@ -320,7 +190,7 @@ def _check_model(model: ModelSpec, v: _Validator) -> None:
         v.error("model.lora.target_modules", "a list of module names needs at least one non-empty name")
 
 
-def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: _Validator) -> None:
+def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: Validator) -> None:
     """ppo, rloo and grpo learn from an earlier rm stage's scores, and split each rollout batch into whole
     minibatches (rloo and grpo: into whole groups of num_generations answers to one prompt)."""
     if no_reward:
@@ -350,7 +220,7 @@ def parse_gate(text: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
-def _check_gates(recipe: Recipe, stage: StageBase, p: str, v: _Validator) -> None:
+def _check_gates(recipe: Recipe, stage: StageBase, p: str, v: Validator) -> None:
     """Each gate parses and names a metric the stage or the recipe's hooks produce (a user hook's metrics
     are known only when it runs, so with one any name passes here)."""
     known = set(schema.STAGE_METRICS.get(stage.kind, ()))
@@ -371,7 +241,7 @@ def _check_gates(recipe: Recipe, stage: StageBase, p: str, v: _Validator) -> Non
                     f"{', '.join(sorted(known))}" + (f"; did you mean '{near[0]}'?" if near else ""))
 
 
-def _check_evals(recipe: Recipe, v: _Validator) -> None:
+def _check_evals(recipe: Recipe, v: Validator) -> None:
     names = [s.name for s in recipe.stages if s]
     rms = [s.name for s in recipe.stages if s and s.kind == "rm"]
     for i, e in enumerate(recipe.evals):
@@ -449,14 +319,14 @@ _DATA_HINTS = {"text": " (raw text to continue pretraining on: data.text: {train
                        "records or a .txt file of blank-line-separated paragraphs, eval: held-out text})"}
 
 
-def _check_data(data: Any, path: str, v: _Validator) -> None:
+def _check_data(data: Any, path: str, v: Validator) -> None:
     for key in ("train", "eval"):
         ref = getattr(data, key)
         if ref and _looks_local(ref):
             _check_local(ref, f"{path}.{key}", v)
 
 
-def _check_local(ref: str, path: str, v: _Validator) -> None:
+def _check_local(ref: str, path: str, v: Validator) -> None:
     """A local data reference exists and is a regular file or a folder (never a FIFO or device: reading one
     would block or never end)."""
     p = Path(ref).expanduser()

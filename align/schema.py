@@ -7,7 +7,6 @@ A stage's fields are those of `StageBase` plus those of its kind's class.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -33,18 +32,6 @@ def interval(text: str) -> tuple[str, float, float, bool, bool]:
     if not m:
         raise ValueError(f"not an interval: {text!r}")
     return text, float(m.group(2)), float(m.group(3)), m.group(1) == "[", m.group(4) == "]"
-
-
-def out_of_range(value: float, rng: tuple[str, float, float, bool, bool]) -> str | None:
-    """Why `value` is outside `rng` ('must be > 0'), or None when it is inside."""
-    text, lo, hi, lo_in, hi_in = rng
-    if not math.isfinite(value):
-        return "must be a finite number"
-    if (value < lo or (value == lo and not lo_in)) or (value > hi or (value == hi and not hi_in)):
-        if math.isinf(hi):
-            return f"must be {'>=' if lo_in else '>'} {lo:g}"
-        return f"must be in {text}"
-    return None
 
 
 STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")

@@ -24,6 +24,7 @@ from align import schema
 from align.errors import AlignError
 from align.rankings import scan_file
 from align.recipe import load_recipe
+from align.validator import out_of_range
 from tests.test_bad_inputs import GOOD, align_cli
 
 KINDS = ["pretrain", "sft", "rm", "dpo", "ppo", "rloo", "grpo"]
@@ -142,7 +143,7 @@ def _recipe(folder: Path, changes: list) -> tuple[Path, dict]:
 def _invalid(value, tp: type, rng: tuple | None) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (tp is int and isinstance(value, float)):
         return value is not None  # a wrong type (None: unset, valid for optional fields only; not judged)
-    return (rng is not None and schema.out_of_range(value, rng) is not None) or not math.isfinite(value)
+    return (rng is not None and out_of_range(value, rng) is not None) or not math.isfinite(value)
 
 
 def _check(folder: Path, changes: list) -> None:
@@ -161,7 +162,7 @@ def _check(folder: Path, changes: list) -> None:
         for f in dataclasses.fields(stage):
             value, rng = getattr(stage, f.name), f.metadata.get("range")
             if rng and isinstance(value, (int, float)):
-                assert schema.out_of_range(value, rng) is None, (stage.name, f.name, value)
+                assert out_of_range(value, rng) is None, (stage.name, f.name, value)
     assert schema.RECIPE_NAME.fullmatch(recipe.name)
 
 
