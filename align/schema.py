@@ -16,7 +16,7 @@ _INTERVAL = re.compile(r"^([\[(])(-?[\d.e]+|-inf), (-?[\d.e]+|inf)([\])])$")
 
 def _f(default, help: str, range: str | None = None, **kw):
     """A dataclass field with a help text and, for a number, its range in interval notation ('[0, 1)',
-    '(0, inf)'): `recipe.py` refuses values outside it (and NaN, inf everywhere), the reference shows it.
+    '(0, inf)'): `align.validator` refuses values outside it (and NaN, inf everywhere), the reference shows it.
     Mutable defaults pass `default_factory` instead."""
     meta = {"help": help}
     if range is not None:

@@ -105,3 +105,47 @@ def test_overrides_use_the_same_dotted_paths(tmp_path, train_file):
     assert "command-line override, stages.sft.learnin_rate: unknown key; did you mean 'learning_rate'?" in msg
     assert "no stage named 'rm'" in problems(path, ["stages.rm.beta=0.1"])
     assert "not of the form" in problems(path, ["stages.sft.learning_rate"])
+
+
+def test_every_numeric_field_declares_its_range():
+    import dataclasses
+    import typing
+
+    from align import schema
+
+    for cls in [c for c in vars(schema).values() if dataclasses.is_dataclass(c)]:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            numeric = {int, float} & {hints[f.name], *typing.get_args(hints[f.name])}
+            assert not numeric or "range" in f.metadata, f"{cls.__name__}.{f.name} has no range"
+            if "range" in f.metadata and f.default is not None and not isinstance(f.default, dataclasses.Field):
+                from align.validator import out_of_range
+                assert out_of_range(f.default, f.metadata["range"]) is None, (cls.__name__, f.name)  # defaults valid
+
+
+def test_enumerations_match_the_installed_transformers():
+    import torch
+    from transformers import SchedulerType, get_scheduler
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from align.schema import ATTN_IMPLEMENTATIONS, LR_SCHEDULERS
+
+    assert set(ATTN_IMPLEMENTATIONS) <= {"eager", *ALL_ATTENTION_FUNCTIONS.keys()}
+    assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
+    for name in LR_SCHEDULERS:  # each works without scheduler arguments, as the stages call it
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        get_scheduler(name, opt, num_warmup_steps=1, num_training_steps=4).step()
+
+
+def test_a_failed_wandb_login_logs_offline_without_printing_the_key(tmp_path, monkeypatch, caplog):
+    from align.schema import TrackingSpec
+    from align.tracking import Tracker
+
+    monkeypatch.setenv("WANDB_API_KEY", "sekrit-garbage")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    tracker = Tracker(TrackingSpec(), tmp_path, "g", {})
+    tracker.start("sft")
+    tracker.log({"loss": 1.0}, 1)
+    tracker.finish()
+    assert "logging offline" in caplog.text and "sekrit-garbage" not in caplog.text
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
