@@ -25,7 +25,7 @@ ROLES = ("system", "user", "assistant")
 
 SUPPORTED = ".jsonl, .json, .csv, .parquet, .txt (pretrain text), a dataset folder (save_to_disk) or a hub dataset id"
 _BINARY = {b"PK\x03\x04": "a zip archive", b"\x1f\x8b": "gzip-compressed", b"ARROW1": "an Arrow file",
-           b"SQLite format 3": "an SQLite database", b"\x89HDF": "an HDF5 file"}
+           b"SQLite format 3\x00": "an SQLite database", b"\x89HDF": "an HDF5 file"}
 
 
 class DuplicateKey(ValueError):
