@@ -44,8 +44,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     overridden = apply_overrides(raw, overrides or [])
     v = Validator(str(path), line_map(root), overridden)
     recipe = v.build(Recipe, raw, "")
-    if recipe is not None:  # rules across fields, also when some field was wrong: every error at once
-        _check_recipe(recipe, v)
+    if recipe is not None and None not in (recipe.model, recipe.data):  # rules across fields, also when some
+        _check_recipe(recipe, v)                                          # field was wrong: every error at once
     if v.errors:
         n = len(v.errors)
         raise AlignError(f"{path}: {n} problem{'s' * (n > 1)} in the recipe", v.errors)

@@ -72,6 +72,8 @@ def _edges(rng: tuple | None) -> list:
     return values
 
 
+SECTIONS = [("model",), ("data",), ("model", "lora"), ("data", "sft"), ("tracking",), ("launch",), ("evals",),
+            ("stages",), ("stages", "dpo", "generation"), ("stages", "sft", "mix"), ("stages", "rm", "data")]
 junk = st.one_of(st.none(), st.booleans(), st.text(max_size=8), st.lists(st.integers(), max_size=2),
                  st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
 names = st.one_of(st.sampled_from(["", ".", "..", "../victim", "a/b", "evals", "manifest.json", ".lock", "base",
@@ -88,6 +90,8 @@ def mutations(draw) -> list[tuple[tuple, typing.Any]]:
         out.append(((*place, key), value))
     if draw(st.booleans()):
         out.append((("stages", draw(st.sampled_from(KINDS)), "name"), draw(names)))
+    if draw(st.integers(0, 3)) == 0:  # a whole section replaced by something of another shape
+        out.append((draw(st.sampled_from(SECTIONS)), draw(junk)))
     if draw(st.integers(0, 4)) == 0:
         out.append((("name",), draw(names)))
     return out
@@ -98,10 +102,8 @@ def _set(raw: dict, path: tuple, value) -> None:
     for part in path[:-1]:
         if isinstance(node, list):
             node = node[part] if isinstance(part, int) else next(s for s in node if s.get("kind") == part)
-        else:
+        elif isinstance(node, dict):
             node = node.setdefault(part, {})
-            if not isinstance(node, (dict, list)):
-                return  # an earlier change replaced this section with a scalar
     if isinstance(node, dict):
         node[path[-1]] = value
 
@@ -154,7 +156,8 @@ def check_recipe(folder: Path, changes: list) -> None:
         text = str(e)
         for key_path, value in changes:
             field = next(((tp, rng) for place, k, tp, rng in NUMERIC if (*place, k) == key_path), None)
-            if field and _invalid(value, *field) and sum(p == key_path for p, _ in changes) == 1:
+            replaced = any(p != key_path and p == key_path[:len(p)] for p, _ in changes)  # its section is junk
+            if field and _invalid(value, *field) and sum(p == key_path for p, _ in changes) == 1 and not replaced:
                 assert f"{_dotted(key_path, raw)}:" in text, (key_path, value, text)
         return
     for stage in recipe.stages:  # accepted: everything in range, names folder-safe
