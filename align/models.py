@@ -186,13 +186,15 @@ def load_model(spec: ModelSpec, head: Head = "causal_lm", init: str | Path | Non
 
 
 def _check_target_modules(model: PreTrainedModel, wanted: str | list[str]) -> None:
-    """Each listed LoRA target names a module of the model (peft matches a name's last parts), checked
-    before training, with the names that would work: peft's own error is a bare ValueError."""
+    """At least one listed LoRA target names a module of the model (peft matches a name's last parts; as in
+    peft, a name the model lacks is skipped: `lm_head` is in a causal LM but not in the reward model built
+    from the same settings), checked before training, with the names that would work: peft's own error is a
+    bare ValueError."""
     if isinstance(wanted, str):
         return  # 'all-linear', or one regular expression: peft resolves it
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     missing = [w for w in wanted if not any(n == w or n.endswith(f".{w}") for n, _ in model.named_modules())]
-    if missing:
+    if len(missing) == len(wanted):
         linear = sorted({n.rsplit(".", 1)[-1] for n in names})
         raise AlignError(f"model.lora.target_modules: no module named {', '.join(missing)} in {type(model).__name__}",
                          hint=f"its linear layers: {', '.join(linear)} (or 'all-linear')")

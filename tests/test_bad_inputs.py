@@ -142,7 +142,7 @@ CATALOGUE = {
     "no-chat-template": (lambda c, m: _no_template(c), "has no chat template"),
     "qlora-without-cuda": (lambda c, m: m.setattr("torch.cuda.is_available", lambda: False) or
                            c.recipe(None, None, "model.adapter=qlora"), "adapter: qlora needs a CUDA GPU"),
-    "target-modules-unknown": (lambda c, m: c.recipe(None, None, "model.lora.target_modules=[q_proj, nope]"),
+    "target-modules-unknown": (lambda c, m: c.recipe(None, None, "model.lora.target_modules=[nope]"),
                                "model.lora.target_modules: no module named nope"),
     # environment
     "no-disk-space": (lambda c, m: _fail_write(c, m, errno.ENOSPC), "no space left on the device"),
