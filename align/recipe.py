@@ -154,7 +154,7 @@ def _check_recipe(recipe: Recipe, v: Validator) -> None:
         else:
             _check_data(data, f"{p}.data" if stage.data else f"data.{data_kind(stage.kind)}", v)
         mix = getattr(stage, "mix", None)
-        if mix is not None and _looks_local(mix.data):
+        if mix is not None and mix.data and _looks_local(mix.data):
             _check_local(mix.data, f"{p}.mix.data", v)
         _check_gates(recipe, stage, p, v)
         seen.append(stage.name)
