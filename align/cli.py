@@ -91,12 +91,14 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="run one evaluation hook on a stage artifact (or the base model)")
     ev.add_argument("artifact", metavar="ARTIFACT", help="a stage folder (runs/quickstart/dpo), or 'base' with --model")
-    ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, kl, perplexity, compliance, samples, "
-                                                  "or module:function")
+    ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, "
+                                                  "samples, or module:function")
     ev.add_argument("--data", help="the hook's data file (rankings, prompts, labelled prompts, text)")
     ev.add_argument("--model", help="base model name (for 'base', or to override the artifact's)")
-    ev.add_argument("--against", default="base", help="win_rate: the other artifact folder, or 'base'")
-    ev.add_argument("--judge", help="win_rate / samples: the rm artifact that scores both")
+    ev.add_argument("--against", default="base", help="win_rate, llm_judge: the other artifact folder, 'base' or "
+                                                      "'start' (the model the artifact's stage started from)")
+    ev.add_argument("--judge", help="win_rate / samples: the rm artifact that scores both; llm_judge: the judging "
+                                    "model (hub id or folder)")
     ev.add_argument("--max-examples", type=int, help="use at most this many records")
     ev.add_argument("--classifier", choices=["rules", "judge"], default="rules", help="compliance: refusal detector")
     ev.add_argument("--max-new-tokens", type=int, default=96, help="generation length for generating hooks")
@@ -168,10 +170,10 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     _check_eval_args(args)  # before importing torch (seconds): a mistake is reported at once
-    from align.hooks import evaluate_artifact
+    from align.evaluation.table import evaluate_artifact
     from align.schema import EvalSpec, GenerationSpec
 
-    against = str(Path(args.against).expanduser().resolve()) if args.against != "base" else "base"
+    against = args.against if args.against in ("base", "start") else str(Path(args.against).expanduser().resolve())
     spec = EvalSpec(hook=args.hook, data=args.data, max_examples=args.max_examples, against=against,
                     classifier=args.classifier,
                     generation=GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature))
@@ -194,14 +196,14 @@ def _check_eval_args(args: argparse.Namespace) -> None:
     import difflib
     import math
 
+    from align.evaluation.hooks import HOOKS
     from align.recipe import import_user_hook
-    from align.schema import EVAL_HOOKS
 
     if ":" in args.hook:
         import_user_hook(args.hook)
-    elif args.hook not in EVAL_HOOKS:
-        near = difflib.get_close_matches(args.hook, EVAL_HOOKS, n=1)
-        raise AlignError(f"--hook {args.hook}: not a built-in hook ({', '.join(EVAL_HOOKS)}) nor 'module:function'",
+    elif args.hook not in HOOKS:
+        near = difflib.get_close_matches(args.hook, HOOKS, n=1)
+        raise AlignError(f"--hook {args.hook}: not a built-in hook ({', '.join(HOOKS)}) nor 'module:function'",
                          hint=f"did you mean {near[0]}?" if near else None)
     for flag, value in (("--max-examples", args.max_examples), ("--max-new-tokens", args.max_new_tokens)):
         if value is not None and value < 1:

@@ -17,6 +17,7 @@ import typing
 from typing import Any
 
 from align import schema
+from align.evaluation.hooks import HOOKS
 
 _HEADER = """\
 # Recipe reference
@@ -203,7 +204,7 @@ def render_reference() -> str:
         note = (f"`kind: {kind}` ({cls.__name__}): the [StageBase](#stagebase) keys plus these. "
                 f"{_KIND_NOTES.get(kind, '')}").strip()
         parts.append(_section(cls, f"Stage kind: {kind}", own, note))
-    parts.append(_FOOTER.format(hooks=", ".join(f"`{h}`" for h in schema.EVAL_HOOKS),
+    parts.append(_FOOTER.format(hooks=", ".join(f"`{h}`" for h in HOOKS),
                                 losses=", ".join(f"`{x}`" for x in schema.DPO_LOSSES)))
     return "\n".join(parts)
 

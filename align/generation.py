@@ -93,8 +93,9 @@ def _eos_ids(tok: Any, model: Any) -> list[int]:
 
 @torch.no_grad()
 def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token_id: int,
-                        batch_size: int = 16) -> list[torch.Tensor]:
-    """Per-token log-probabilities of each completion given its prompt (one 1-D float tensor each).
+                        batch_size: int = 16, temperature: float = 1.0) -> list[torch.Tensor]:
+    """Per-token log-probabilities of each completion given its prompt (one 1-D float tensor each), under
+    softmax(logits / temperature): the distribution `generate` samples from at that temperature.
 
     Log-softmax runs only over the completion's positions, one row at a time, so no full-vocabulary
     fp32 tensor for the whole batch is ever held.
@@ -112,7 +113,7 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
             head = model.get_output_embeddings()
             for b, i in enumerate(idx):
                 n_prompt, n = len(completions[i].prompt_ids), len(completions[i].ids)
-                logits = head(hidden[b, n_prompt - 1:n_prompt + n - 1]).float()
+                logits = head(hidden[b, n_prompt - 1:n_prompt + n - 1]).float() / temperature
                 target = ids[b, n_prompt:n_prompt + n]
                 out[i] = torch.log_softmax(logits, -1).gather(-1, target[:, None]).squeeze(-1).cpu()
     return out  # type: ignore[return-value]

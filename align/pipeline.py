@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import importlib
 import json
 import logging
 import os
@@ -27,12 +26,17 @@ from transformers import set_seed
 
 from align.distributed import Nothing, barrier, failure, is_main, on_main, rank_logging
 from align.errors import AlignError
-from align.gates import GateFailed, RunEvaluations
+from align.evaluation.gates import GateFailed
+from align.evaluation.table import RunEvaluations
 from align.recipe import reward_stage
 from align.runs import FINISHED, Manifest, RunLock, fingerprint, finished, stage_inputs, what_changed
 from align.schema import Recipe, StageBase
+from align.stages import dpo, grpo, ppo, pretrain, rloo, rm, sft
 from align.stages.common import StageContext
 from align.tracking import Tracker
+
+STAGES = {"pretrain": pretrain, "sft": sft, "rm": rm, "dpo": dpo, "ppo": ppo, "rloo": rloo, "grpo": grpo}
+"""Stage kind -> the module whose `run(ctx)` trains it (`schema.STAGE_KINDS` holds the same kinds)."""
 
 log = logging.getLogger("align")
 _DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
@@ -191,7 +195,7 @@ def _run_stage(recipe: Recipe, step: Step, final: Path, tracker: Tracker) -> dic
     start = time.perf_counter()
     try:
         tracker.start(stage.name, work if is_main() else None)
-        entry = importlib.import_module(f"align.stages.{stage.kind}").run
+        entry = STAGES[stage.kind].run
         ctx = StageContext(recipe, stage, work, init, tracker, str(resume) if resume else None)
         set_seed(ctx.seed)  # before any model is built: new adapters and heads start from the seed
         metrics = entry(ctx)

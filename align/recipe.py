@@ -16,7 +16,8 @@ from typing import Any
 
 from align import schema
 from align.errors import AlignError
-from align.schema import EVAL_HOOKS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.evaluation.hooks import HOOKS
+from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
 from align.validator import Validator
 from align.yamlsafe import line_map, load_yaml
 
@@ -70,6 +71,8 @@ def _expand_home(recipe: Recipe) -> None:
             stage.mix.data = home(stage.mix.data)
     for e in recipe.evals:
         e.data = home(e.data)
+        if e.hook == "llm_judge":  # its judge is a model (an rm stage's name otherwise)
+            e.judge = home(e.judge)
 
 
 def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
@@ -156,6 +159,11 @@ def _check_recipe(recipe: Recipe, v: Validator) -> None:
         mix = getattr(stage, "mix", None)
         if mix is not None and mix.data and _looks_local(mix.data):
             _check_local(mix.data, f"{p}.mix.data", v)
+        if getattr(stage, "part", None) is not None:
+            try:
+                parse_part(stage.part)
+            except ValueError as e:
+                v.error(f"{p}.part", str(e))
         _check_gates(recipe, stage, p, v)
         seen.append(stage.name)
     _check_evals(recipe, v)
@@ -220,14 +228,24 @@ def parse_gate(text: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
+def parse_part(text: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3): part i of n disjoint parts (rm stages' `part`); a ValueError says what is wrong."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"'{text}' is not a part; write 'i/n' with 1 <= i <= n, e.g. 1/2")
+    return int(m.group(1)), int(m.group(2))
+
+
 def _check_gates(recipe: Recipe, stage: StageBase, p: str, v: Validator) -> None:
-    """Each gate parses and names a metric the stage or the recipe's hooks produce (a user hook's metrics
-    are known only when it runs, so with one any name passes here)."""
+    """Each gate parses and names a metric the stage or the recipe's hooks produce on its row (each built-in
+    hook declares its metrics in `HOOKS`; a user hook's are known only when it runs, so with one any name
+    passes here)."""
     known = set(schema.STAGE_METRICS.get(stage.kind, ()))
+    head = "reward" if stage.kind == "rm" else "causal_lm"  # the row's model: rm_accuracy measures only rm rows
     for e in recipe.evals:
-        if e is not None and e.hook in schema.HOOK_METRICS:
-            names = [f"{m}_{e.name}" if e.name else m for m in schema.HOOK_METRICS[e.hook]]
-            known |= set(names) | ({f"{m}_increase" for m in names} if e.hook == "perplexity" else set())
+        if e is not None and e.hook in HOOKS and HOOKS[e.hook].head == head:
+            names = [f"{m}_{e.name}" if e.name else m for m in HOOKS[e.hook].metrics]
+            known |= set(names) | {f"{m}_increase" for m in names if m.split("_")[0] == "perplexity"}
     user_hook = any(e is not None and e.hook and ":" in e.hook for e in recipe.evals)
     for j, gate in enumerate(stage.gate):
         try:
@@ -253,15 +271,20 @@ def _check_evals(recipe: Recipe, v: Validator) -> None:
                 import_user_hook(e.hook)
             except AlignError as err:
                 v.error(f"{p}.hook", err.message + (f" ({err.hint})" if err.hint else ""))
-        elif e.hook not in EVAL_HOOKS:
-            near = difflib.get_close_matches(e.hook, EVAL_HOOKS, n=1)
-            v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(EVAL_HOOKS)}, or your own "
+        elif e.hook not in HOOKS:
+            near = difflib.get_close_matches(e.hook, HOOKS, n=1)
+            v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(HOOKS)}, or your own "
                     "'module:function'" + (f"; did you mean '{near[0]}'?" if near else ""))
-        if e.against != "base" and e.against not in names:
-            v.error(f"{p}.against", f"'{e.against}' is not a stage; use 'base' or one of: {', '.join(names)}")
-        if e.reward_model is not None and e.reward_model not in rms:
-            v.error(f"{p}.reward_model",
-                    f"'{e.reward_model}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
+        if e.against not in ("base", "start") and e.against not in names:
+            v.error(f"{p}.against", f"'{e.against}' is not a stage; use 'base', 'start' or one of: {', '.join(names)}")
+        if e.hook == "llm_judge" and not e.judge:
+            v.error(f"{p}.judge", "llm_judge needs the judging model: a hub id, a local folder or a .gguf file")
+        elif e.judge is not None and e.hook != "llm_judge" and e.judge not in rms:
+            v.error(f"{p}.judge", f"'{e.judge}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
+        elif e.hook == "llm_judge" and (e.judge.startswith((".", "/", "~")) or e.judge.endswith(".gguf")) \
+                and not Path(e.judge).expanduser().exists():
+            v.error(f"{p}.judge", f"judging model '{e.judge}' does not exist (a local folder or .gguf file; "
+                                  "paths are relative to the current folder)")
         if e.data and _looks_local(e.data):
             _check_local(e.data, f"{p}.data", v)
         if e.name is not None and not re.fullmatch(r"\w+", e.name):
@@ -278,7 +301,7 @@ def import_user_hook(ref: str) -> Any:
     The current folder is appended to sys.path, as `python -m align` would put it first: the `align`
     console script's sys.path lacks it, so `myhooks.py` beside the recipe would not import. Appended, not
     prepended, so a file in the current folder cannot shadow an installed package. The module stays in
-    sys.modules, where the evaluation (`align.hooks`) finds it."""
+    sys.modules, where the evaluation (`align.evaluation.hooks`) finds it."""
     import importlib
 
     module, _, name = ref.partition(":")

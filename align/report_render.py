@@ -10,12 +10,13 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from align.report import (
+from align.report_data import (
     compliance_table,
     evaluation_rows,
     fmt,
     gate_for,
     gate_text,
+    judged_by,
     metric_names,
     run_times,
     sample_columns,
@@ -95,17 +96,20 @@ def _eval_html(run: dict[str, Any], charts: dict[str, list[tuple[str, str]]]) ->
         cells = []
         for r in rows:
             v, g = r.get("metrics", {}).get(metric), gate_for(r, metric)
+            own = '<span class="gate">own reward: optimistic</span>' if metric in r.get("own_reward", []) else ""
             if g is None:
-                cells.append(f'<td class="num">{_e(fmt(v))}</td>')
+                cells.append(f'<td class="num">{_e(fmt(v))}{own}</td>')
                 continue
             ok = bool(g.get("passed"))
             cls, mark = ("pass", "\u2713") if ok else ("fail", "\u2717")
             gate = f'<span class="gate">{mark} gate {_e(gate_text(g))}</span>'
-            cells.append(f'<td class="num {cls}">{_e(fmt(v))}{gate}</td>')
+            cells.append(f'<td class="num {cls}">{_e(fmt(v))}{gate}{own}</td>')
             if not ok:
                 failed.append(f'<li class="failed">{_e(r["row"])}: {_e(metric)} = {_e(fmt(g.get("value", v)))}, '
                               f'gate {_e(gate_text(g))} failed</li>')
         body.append(f"<tr><th>{_e(metric)}</th>{''.join(cells)}</tr>")
+    if any(judged_by(r) for r in rows):
+        body.append("<tr><th>judged by</th>" + "".join(f"<td>{_e(judged_by(r))}</td>" for r in rows) + "</tr>")
     out = _table(["metric"] + [r["row"] for r in rows], body, "evals")
     if failed:
         out += f'<ul class="gates">{"".join(failed)}</ul>'
@@ -246,13 +250,16 @@ def render_markdown(run: dict[str, Any], charts: dict[str, list[tuple[str, str]]
         cells = []
         for r in rows:
             v, g = r.get("metrics", {}).get(metric), gate_for(r, metric)
+            own = " (own reward: optimistic)" if metric in r.get("own_reward", []) else ""
             if g is None:
-                cells.append(_md(fmt(v)))
+                cells.append(_md(fmt(v)) + own)
             elif g.get("passed"):
-                cells.append(f"{_md(fmt(v))} \u2713 (gate {_md(gate_text(g))})")
+                cells.append(f"{_md(fmt(v))} \u2713 (gate {_md(gate_text(g))}){own}")
             else:
-                cells.append(f"**{_md(fmt(v))} \u2717 FAILED** (gate {_md(gate_text(g))})")
+                cells.append(f"**{_md(fmt(v))} \u2717 FAILED** (gate {_md(gate_text(g))}){own}")
         table.append([_md(metric), *cells])
+    if any(judged_by(r) for r in rows):
+        table.append(["judged by", *[_md(judged_by(r)) for r in rows]])
     out.append(_md_table(["metric", *[r["row"] for r in rows]], table) if rows else "_no evals.json_\n")
     out += [_md_images(charts["evals"])] if charts.get("evals") else []
     out.append("## Stages\n")

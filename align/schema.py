@@ -39,10 +39,11 @@ STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 leading dashes."""
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """Recipe names: the default run folder runs/<name>; a dot may follow the first character (qwen2.5)."""
-RESERVED_NAMES = frozenset({"base", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
+RESERVED_NAMES = frozenset({"base", "start", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
                             "lock", "checkpoints", "runs"})
 """Names a stage may not take: what else the run folder holds (`evals/`, `report_plots/`, `tensorboard/`,
-`wandb/` beside `manifest.json`, `report.*`, `.lock`) and `base`, which `init` and `against` already mean."""
+`wandb/` beside `manifest.json`, `report.*`, `.lock`), `base`, which `init` and `against` already mean, and
+`start`, which `against` means."""
 
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt")
@@ -136,20 +137,20 @@ class MixSpec:
     ratio: float = _f(0.1, "Share of the training set drawn from `data` (examples, after mixing); 0 = none.", "[0, 1)")
 
 
-EVAL_HOOKS = ("rm_accuracy", "win_rate", "kl", "perplexity", "compliance", "samples")
-
-
 @dataclass
 class EvalSpec:
-    hook: str = _f(None, "A built-in (rm_accuracy, win_rate, kl, perplexity, compliance, samples) or your own "
-                         "'module:function' (see docs/concepts.md, evaluation hooks).")
-    data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, kl, samples, "
+    hook: str = _f(None, "A built-in (rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, samples) or "
+                         "your own 'module:function' (see docs/concepts.md, evaluation hooks).")
+    data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, llm_judge, kl, samples, "
                                 "compliance: with labels), text or chat (perplexity); unset = the recipe's "
                                 "held-out data of that kind.")
     max_examples: int | None = _f(None, "Use at most this many records (compliance: balanced over labels).",
                                   "[1, inf)")
-    against: str = _f("base", "win_rate: the earlier stage (or 'base') each row's policy is compared with.")
-    reward_model: str | None = _f(None, "win_rate: rm stage that judges; unset = the recipe's last rm stage.")
+    against: str = _f("base", "win_rate, llm_judge: what each row's policy is compared with: 'base' (the recipe's "
+                              "model), 'start' (the model the row's stage started from) or an earlier stage's name.")
+    judge: str | None = _f(None, "win_rate, samples: the rm stage that scores the answers (unset: the last rm stage "
+                                 "finished); llm_judge: the judging model (hub id, folder, .gguf or the embedded "
+                                 "model), asked which of two answers is better, in both orders.")
     classifier: Literal["rules", "judge"] = _f("rules", "compliance: refusal detection by the documented rule set, "
                                                          "or the evaluated model asked as a judge.")
     generation: GenerationSpec = _f(None, "Sampling for generation-based hooks.", default_factory=GenerationSpec)
@@ -209,6 +210,9 @@ class RMStage(StageBase):
         "bradley_terry", "bradley_terry: -log sigmoid(r_better - r_worse - margin), mean over a prompt's pairs, "
         "then over prompts; plackett_luce: listwise likelihood of the whole ranking (ties: Breslow).")
     margin: bool = _f(True, "Subtract a record's 'margin' inside the Bradley-Terry loss (records without one: 0).")
+    part: str | None = _f(None, "Train on one of n disjoint parts of the training rankings, 'i/n' (by a hash of "
+                                "the prompt): two rm stages with parts 1/2 and 2/2 give a reward model and an "
+                                "independent judge for it (see docs/researchers.md, judges).")
     center_coef: float = _f(0.0, "Reward-centering penalty coef * mean(r^2) keeping rewards near 0 "
                                  "(e.g. 0.01); 0 = off.", "[0, inf)")
 
@@ -232,13 +236,9 @@ class DPOStage(StageBase):
                         "against the next, or every ordered pair (pairwise data: one pair either way).")
     precompute_ref: bool = _f(False, "Compute the reference log-probs once before training (no reference pass "
                                      "per step; full fine-tuning then keeps no reference copy in memory).")
-    reward_model: str | None = _f(None, "rm stage whose model judges the win rate; unset = the last rm stage "
-                                        "before this one (none: no win rate).")
-    eval_prompts: int = _f(64, "Held-out records to evaluate on: their pairs give the implicit-reward accuracy, "
-                               "their distinct prompts the win rate, KL and samples; 0 = no evaluation.", "[0, inf)")
+    eval_prompts: int = _f(64, "Held-out records whose pairs give the implicit-reward accuracy and margin; "
+                               "0 = none (win rate, KL and samples are evaluation hooks: `evals`).", "[0, inf)")
     mix: MixSpec | None = _f(None, "Mix general-domain preference pairs into training (forgetting guard).")
-    generation: GenerationSpec = _f(None, "Sampling for the evaluation after training.",
-                                    default_factory=GenerationSpec)
 
 
 @dataclass
@@ -258,19 +258,16 @@ class OnPolicyStage(StageBase):
                             "[1, inf)")
     rollout_batch_size: int = _f(16, "Completions sampled per step, over all processes; a multiple of batch_size * "
                                      "grad_accum * processes.", "[1, inf)")
-    generation: GenerationSpec = _f(None, "Sampling for the rollouts and the evaluation after training.",
-                                    default_factory=GenerationSpec)
-    reward_model: str | None = _f(None, "rm stage whose model gives the reward and judges the evaluation; unset = "
-                                        "the last rm stage before this one")
-    eval_prompts: int = _f(64, "Held-out prompts for reward, win rate, KL and samples after training; 0 = skip.",
-                            "[0, inf)")
+    generation: GenerationSpec = _f(None, "Sampling for the rollouts.", default_factory=GenerationSpec)
+    reward_model: str | None = _f(None, "rm stage whose model gives the reward; unset = the last rm stage before "
+                                        "this one. An evaluation judged by it is marked 'own reward (optimistic)'.")
 
 
 @dataclass
 class PPOStage(OnPolicyStage):
     ppo_epochs: int = _f(4, "Passes of PPO updates over each rollout batch.", "[1, inf)")
-    generation: GenerationSpec = _f(None, "Sampling for the rollouts and the evaluation (top_p must be 1: "
-                                          "log-probs are of the tempered full distribution).",
+    generation: GenerationSpec = _f(None, "Sampling for the rollouts (top_p must be 1: log-probs are of the "
+                                          "tempered full distribution).",
                                     default_factory=GenerationSpec)
     kl_coef: float = _f(0.05, "Per-token KL penalty coefficient (initial value when adaptive).", "[0, inf)")
     target_kl: float | None = _f(None, "Adaptive KL (Ziegler et al.): steer the per-sequence KL to this; unset = "
@@ -334,10 +331,7 @@ STAGE_KINDS: dict[str, type[StageBase]] = {"pretrain": PretrainStage, "sft": SFT
 _TRAIN = ("train_seconds", "train_loss", "train_tokens", "train_tokens_per_second", "train_loss_first",
           "train_loss_last", "stage_seconds")
 _LOSS = ("eval_loss_before", "eval_loss_after")
-_COMPARE = ("kl", "response_length", "response_length_start", "eos_rate", "eval_prompts", "win_rate", "reward",
-            "reward_start")  # align.hooks.compare_policies
-_ON_POLICY = _COMPARE + ("reward_before", "reward_after", "win_rate_after", "kl_after", "train_prompts")
-_RANKING = ("pairwise_accuracy", "top1_agreement", "ece", "reward_mean", "reward_std")  # evaluation.ranking_metrics
+_RANKING = ("pairwise_accuracy", "top1_agreement", "ece", "reward_mean", "reward_std")  # metrics.ranking_metrics
 STAGE_METRICS: dict[str, tuple[str, ...]] = {
     "pretrain": _TRAIN + _LOSS + ("train_documents", "eval_documents", "truncated", "train_rows", "eval_rows",
                                   "perplexity_before", "perplexity_after"),
@@ -345,25 +339,19 @@ STAGE_METRICS: dict[str, tuple[str, ...]] = {
                              "dropped_too_long"),
     "rm": _TRAIN + ("train_prompts", "train_responses", "train_pairs", "truncated", "eval_prompts", "eval_pairs",
                     "eval_truncated") + tuple(f"{m}_{w}" for m in _RANKING for w in ("before", "after")),
-    "dpo": _TRAIN + _COMPARE + ("train_prompts", "train_pairs", "mixed_in", "eval_pairs", "eval_loss",
-                                "reward_accuracy_after", "reward_margin_after", "generation_eval_seconds"),
-    "ppo": _TRAIN + _ON_POLICY + ("ppo_steps", "train_reward_first", "train_reward_last", "train_kl_last",
-                                  "train_kl_max", "kl_coef_final", "gen_seconds", "rollout_tokens",
-                                  "rollout_prompt_tokens", "rollout_tokens_per_second"),
-    "rloo": _TRAIN + _LOSS + _ON_POLICY + ("rloo_steps", "optimizer_steps", "dropped_long_prompts",
-                                           "train_reward_first", "train_reward_last", "train_kl_per_token_last",
-                                           "train_kl_per_token_max"),
+    "dpo": _TRAIN + ("train_prompts", "train_pairs", "mixed_in", "eval_prompts", "eval_pairs", "eval_loss",
+                     "reward_accuracy_after", "reward_margin_after"),
+    "ppo": _TRAIN + ("train_prompts", "ppo_steps", "train_reward_first", "train_reward_last", "train_kl_last",
+                     "train_kl_max", "kl_coef_final", "gen_seconds", "rollout_tokens", "rollout_prompt_tokens",
+                     "rollout_tokens_per_second"),
+    "rloo": _TRAIN + _LOSS + ("train_prompts", "rloo_steps", "optimizer_steps", "dropped_long_prompts",
+                              "train_reward_first", "train_reward_last", "train_kl_per_token_last",
+                              "train_kl_per_token_max"),
 }
 STAGE_METRICS["grpo"] = tuple(m.replace("rloo_", "grpo_") for m in STAGE_METRICS["rloo"])
-"""The metrics each stage kind writes to its metrics.json (some only when they apply: held-out data, a
-judge): what a `gate:` may name besides its hooks' metrics. tests/stages check a run's metrics against it."""
-
-HOOK_METRICS: dict[str, tuple[str, ...]] = {
-    "rm_accuracy": ("rm_accuracy", "rm_top1", "rm_ece"), "perplexity": ("perplexity",),
-    "compliance": ("refusal_rate", "over_refusal", "ordinary_refusal"), "kl": ("kl",),
-    "win_rate": ("win_rate", "reward", "reward_against"), "samples": ()}
-"""The metrics each built-in evaluation hook adds to a row (`align.hooks`); an EvalSpec `name` suffixes
-them (perplexity_domain), and each perplexity also gives <name>_increase, against the baseline row's."""
+"""The metrics each stage kind writes to its metrics.json (some only when they apply: held-out data): what a
+`gate:` may name besides the metrics of the recipe's evaluation hooks (each hook declares its own in
+`align.evaluation.hooks.HOOKS`). tests/stages check a run's metrics against it."""
 
 
 @dataclass

@@ -7,7 +7,7 @@
 Same SFT policy (LoRA on top), same reward model, same train and held-out prompts (the recipe's split),
 same response length, temperature, rollout batch, minibatches, PPO epochs and learning rate. Reported per
 trainer: held-out RM reward of the starting policy and after training, RM-judged win rate and KL to the
-start (`align.hooks.compare_policies`, identical for both), and tokens/s of rollout generation and of the
+start (`align.evaluation.compare`, identical for both), and tokens/s of rollout generation and of the
 rest of each step (scoring forwards + updates), split by timing the generation calls.
 TRL runs in fp32 (`bf16=False`) unless `--peer defaults`.
 Differences that remain (each trainer as shipped): align normalises RM scores on the first rollout batch
@@ -25,11 +25,13 @@ import torch
 from common import PEERS, peer_precision
 
 from align.data import load_split, parse_prompt
-from align.generation import prompt_ids
-from align.hooks import compare_policies
+from align.evaluation.compare import compare_policies, sampled_kl
+from align.evaluation.judges import RewardJudge
+from align.generation import adapters_disabled, prompt_ids
 from align.models import load_artifact, load_model, load_tokenizer
 from align.recipe import load_recipe
 from align.stages import ppo
+from align.stages.common import rm_reward
 
 
 def run_align(recipe, stage, run_dir: Path, train: list, steps: int) -> tuple[object, dict]:
@@ -40,7 +42,7 @@ def run_align(recipe, stage, run_dir: Path, train: list, steps: int) -> tuple[ob
     rm = load_artifact(run_dir / "rm", spec)
     trainer = ppo.PPOTrainer(policy, value, tok, stage, len(train), recipe.seed)
     start = time.perf_counter()
-    summary = trainer.train(train, ppo.rm_reward(rm, tok, stage.max_length, stage.eval_batch_size))
+    summary = trainer.train(train, rm_reward(rm, tok, stage.max_length, stage.eval_batch_size))
     total = time.perf_counter() - start  # the rest of a step, as for TRL below: scoring (RM included) + updates
     return policy, {"gen_seconds": summary["gen_seconds"], "train_seconds": total - summary["gen_seconds"],
                     "tokens": summary["rollout_tokens"], "prompt_tokens": summary["rollout_prompt_tokens"]}
@@ -110,7 +112,9 @@ def measure(name: str, a: argparse.Namespace, out: Path) -> tuple[dict, dict, ob
     else:
         policy, t = run_trl(recipe, stage, run_dir, train, a.steps, out, a.peer)
     rm, tok = load_artifact(run_dir / "rm", recipe.model), load_tokenizer(recipe.model)
-    m, _ = compare_policies(policy, tok, evals, stage.generation, judge=rm, judge_max_length=stage.max_length)
+    m, _ = compare_policies(policy, tok, evals, stage.generation, judge=RewardJudge(rm, tok, stage.max_length))
+    with adapters_disabled(policy) as reference:  # KL to the start: the same weights, adapters off
+        m["kl"] = sampled_kl(policy, reference, tok, evals, stage.generation)
     return m | {"heldout_prompts": len(evals)}, t, stage
 
 

@@ -213,6 +213,10 @@ def _dpo(extra: str) -> str:
     return RECIPE + "  - name: dpo\n    kind: dpo\n    init: sft\n" + extra
 
 
+def _evals(hook: str, stage: str = "") -> str:
+    return RECIPE + stage + f"evals:\n  - {hook}\n"
+
+
 def _bomb() -> str:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
@@ -286,12 +290,27 @@ CONSOLE: dict[str, tuple[dict[str, str | bytes], list[str], int, str]] = {
                              "stages.dpo.label_smoothing: must be in [0, 0.5)"),
     "eval-prompts-negative": ({"r.yaml": _dpo("    eval_prompts: -1\n")}, ["validate", "r.yaml"], 2,
                               "stages.dpo.eval_prompts: must be >= 0"),
-    "temperature-negative": ({"r.yaml": _dpo("    generation: {temperature: -1}\n")}, ["validate", "r.yaml"], 2,
-                             "generation.temperature: must be >= 0"),
-    "top-p-above-1": ({"r.yaml": _dpo("    generation: {top_p: 5}\n")}, ["validate", "r.yaml"], 2,
-                      "generation.top_p: must be in (0, 1]"),
-    "max-new-tokens-zero": ({"r.yaml": _dpo("    generation: {max_new_tokens: 0}\n")}, ["validate", "r.yaml"], 2,
-                            "generation.max_new_tokens: must be >= 1"),
+    "temperature-negative": ({"r.yaml": _evals("{hook: kl, generation: {temperature: -1}}")}, ["validate", "r.yaml"],
+                             2, "evals[0].generation.temperature: must be >= 0"),
+    "top-p-above-1": ({"r.yaml": _evals("{hook: kl, generation: {top_p: 5}}")}, ["validate", "r.yaml"], 2,
+                      "evals[0].generation.top_p: must be in (0, 1]"),
+    "max-new-tokens-zero": ({"r.yaml": _evals("{hook: samples, generation: {max_new_tokens: 0}}")},
+                            ["validate", "r.yaml"], 2, "evals[0].generation.max_new_tokens: must be >= 1"),
+    # what evaluation hooks and rm parts name
+    "eval-against-unknown": ({"r.yaml": _evals("{hook: win_rate, against: nope}")}, ["validate", "r.yaml"], 2,
+                             "evals[0].against: 'nope' is not a stage; use 'base', 'start' or one of: sft"),
+    "eval-judge-not-an-rm-stage": ({"r.yaml": _evals("{hook: win_rate, judge: sft}")}, ["validate", "r.yaml"], 2,
+                                   "evals[0].judge: 'sft' is not an rm stage; rm stages: none"),
+    "llm-judge-without-judge": ({"r.yaml": _evals("{hook: llm_judge}")}, ["validate", "r.yaml"], 2,
+                                "evals[0].judge: llm_judge needs the judging model"),
+    "llm-judge-missing-file": ({"r.yaml": _evals("{hook: llm_judge, judge: ./judge.gguf}")}, ["validate", "r.yaml"],
+                               2, "evals[0].judge: judging model './judge.gguf' does not exist"),
+    "rm-part-3-of-2": ({"r.yaml": _stage("  - {name: rm, kind: rm, part: 3/2}\n")}, ["validate", "r.yaml"], 2,
+                       "stages.rm.part: '3/2' is not a part; write 'i/n'"),
+    "stage-named-start": ({"r.yaml": _stage("  - {name: start, kind: sft}\n")}, ["validate", "r.yaml"], 2,
+                          "'start' is reserved"),
+    "gate-on-a-policy-row-rm-metric": ({"r.yaml": _evals("{hook: rm_accuracy}", "    gate: ['rm_accuracy > 0.5']\n")},
+                                       ["validate", "r.yaml"], 2, "stages.sft.gate[0]: no metric 'rm_accuracy'"),
     "rollout-batch-size-zero": ({"r.yaml": RECIPE.replace("  rankings:", "  prompts: {train: chat.jsonl}\n"
                                                                          "  rankings:") +
                                  "  - {name: rm, kind: rm}\n  - {name: ppo, kind: ppo, rollout_batch_size: 0}\n"},
@@ -341,6 +360,9 @@ CONSOLE: dict[str, tuple[dict[str, str | bytes], list[str], int, str]] = {
                          ["data", "check", "p.csv"], 0, "ok. 1 records"),
     "tilde-paths-accepted": ({"r.yaml": RECIPE.replace("chat.jsonl}", "~/chat.jsonl}") + "output_dir: ~/run\n"},
                              ["validate", "r.yaml"], 0, "home/run"),
+    "llm-judge-gate-accepted": ({"r.yaml": _evals("{hook: llm_judge, judge: some/judge, against: start}",
+                                                  "    gate: ['llm_win_rate >= 0.5']\n")},
+                                ["validate", "r.yaml"], 0, "ok"),
     "user-hook-in-current-folder": ({"r.yaml": RECIPE + "evals:\n  - {hook: 'myhooks:score'}\n",
                                      "myhooks.py": "def score(model, tok, ctx):\n    return {'x': 1.0}\n"},
                                     ["validate", "r.yaml"], 0, "ok"),

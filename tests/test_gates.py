@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from align.errors import AlignError
-from align.gates import check_gates
+from align.evaluation.compare import compare_policies, sampled_kl
+from align.evaluation.gates import check_gates
+from align.evaluation.hooks import HOOKS, Row, evaluate_row
+from align.evaluation.judges import RewardJudge
 from align.generation import token_nll
-from align.hooks import Row, compare_policies, evaluate_row
 from align.models import load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe, parse_gate
@@ -63,8 +65,8 @@ def test_a_policy_against_itself_has_zero_kl_and_ties_everywhere(tiny_model_dir)
     judge = load_model(spec, "reward", trainable=False)
     prompts = [[{"role": "user", "content": t}] for t in TEXTS]
     gen = GenerationSpec(max_new_tokens=6, temperature=1.0, batch_size=2)
-    metrics, table = compare_policies(model, tok, prompts, gen, reference=model, judge=judge)
-    assert metrics["kl"] == pytest.approx(0.0, abs=1e-5)
+    metrics, table = compare_policies(model, tok, prompts, gen, reference=model, judge=RewardJudge(judge, tok))
+    assert sampled_kl(model, model, tok, prompts, gen) == pytest.approx(0.0, abs=1e-5)
     assert metrics["win_rate"] == 0.5  # same seed, same model: the same answers, every one a tie
     assert [r["policy"] for r in table] == [r["start"] for r in table] and len(table) == 3
 
@@ -82,8 +84,10 @@ def test_rows_run_before_and_after_and_reach_the_report(tiny_model_dir, sft_file
 evals:
   - {hook: perplexity, data: TEXT}
   - {hook: kl, max_examples: 2, generation: {max_new_tokens: 4}}
+  - {hook: llm_judge, judge: MODEL, against: start, max_examples: 2, generation: {max_new_tokens: 4}}
   - {hook: "tests.test_gates:user_hook", args: {scale: 3}}
-""", gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n", tracking="wandb")
+""".replace("MODEL", str(tiny_model_dir)), gate="    gate: ['perplexity_increase <= 100', 'scale == 3']\n",
+                     tracking="wandb")
     run_pipeline(recipe)
     evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     rows = {r["row"]: r["metrics"] for r in evals["rows"]}
@@ -92,7 +96,11 @@ evals:
     assert rows["sft"]["perplexity_increase"] == pytest.approx(rows["sft"]["perplexity"] /
                                                               rows["baseline"]["perplexity"] - 1)
     assert "kl" in rows["sft"] and "kl" not in rows["baseline"]
+    assert 0.0 <= rows["sft"]["llm_win_rate"] <= 1.0 and "llm_win_rate" not in rows["baseline"]  # base vs itself
+    assert evals["rows"][1]["judges"] == {"llm_win_rate": f"LLM {tiny_model_dir}"}
     assert rows["baseline"]["scale"] == 3 and rows["sft"]["params_million"] > 0
+    declared = {m for h in HOOKS.values() for m in h.metrics} | {"perplexity_increase"}  # what gates may name
+    assert set(rows["sft"]) - {"scale", "params_million"} <= declared, set(rows["sft"]) - declared
     assert all(g["passed"] for g in evals["rows"][1]["gates"])
     html = (tmp_path / "run" / "report.html").read_text()
     assert "params_million" in html and "baseline" in html and "perplexity_increase" in html

@@ -151,12 +151,15 @@ def test_a_retrained_reward_model_reruns_the_stages_it_scores(tmp_path):
     data = write_jsonl(tmp_path / "r.jsonl", marker_rankings(4, 0))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""name: t
-data: {{rankings: {{train: {data}}}, sft: {{train: {data}}}}}
+data: {{rankings: {{train: {data}}}, sft: {{train: {data}}}, prompts: {{train: {data}}}}}
 output_dir: {tmp_path / "run"}
 stages:
   - {{name: rm, kind: rm}}
   - {{name: dpo, kind: dpo}}
+  - {{name: ppo, kind: ppo}}
 """)
     steps = {s.stage.name: s for s in plan(load_recipe(recipe), force=("rm",))}
-    assert steps["dpo"].reason == "its reward model rm runs again"
-    assert steps["dpo"].inputs["reward"] == steps["rm"].fingerprint and steps["rm"].inputs.get("reward") is None
+    assert steps["ppo"].reason == "its reward model rm runs again"
+    assert steps["ppo"].inputs["reward"] == steps["rm"].fingerprint and steps["rm"].inputs.get("reward") is None
+    # dpo learns from no reward model (its win rate is an evaluation row, re-judged there): it is not retrained
+    assert steps["dpo"].reason == "not run yet" and steps["dpo"].inputs.get("reward") is None

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from align import schema
 from align.errors import AlignError
 from align.rankings import scan_file
-from align.recipe import load_recipe
+from align.recipe import load_recipe, parse_part
 from align.validator import out_of_range
 from tests.test_bad_inputs import GOOD, align_cli
 
@@ -36,7 +36,7 @@ BASE = {
 }
 # where each config class sits in BASE (a stage class: the stages of kinds that have the field)
 PLACES = {"Recipe": [()], "ModelSpec": [("model",)], "LoraSpec": [("model", "lora")], "DataSpec": [("data", "sft")],
-          "GenerationSpec": [("stages", "dpo", "generation"), ("evals", 0, "generation")],
+          "GenerationSpec": [("stages", "ppo", "generation"), ("evals", 0, "generation")],
           "MixSpec": [("stages", "sft", "mix")], "EvalSpec": [("evals", 0)], "LaunchSpec": [("launch",)],
           "TrackingSpec": [("tracking",)]}
 
@@ -73,11 +73,16 @@ def _edges(rng: tuple | None) -> list:
 
 
 SECTIONS = [("model",), ("data",), ("model", "lora"), ("data", "sft"), ("tracking",), ("launch",), ("evals",),
-            ("stages",), ("stages", "dpo", "generation"), ("stages", "sft", "mix"), ("stages", "rm", "data")]
+            ("stages",), ("stages", "ppo", "generation"), ("stages", "sft", "mix"), ("stages", "rm", "data")]
 junk = st.one_of(st.none(), st.booleans(), st.text(max_size=8), st.lists(st.integers(), max_size=2),
                  st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
 names = st.one_of(st.sampled_from(["", ".", "..", "../victim", "a/b", "evals", "manifest.json", ".lock", "base",
-                                   "wandb", "-x", "ok_name-2", "x" * 300]), st.text(max_size=12))
+                                   "start", "wandb", "-x", "ok_name-2", "x" * 300]), st.text(max_size=12))
+# the fields that name something else: what a win rate is against and who judges it, an rm stage's part
+REFS = {("evals", 0, "hook"): st.sampled_from(["kl", "win_rate", "llm_judge", "samples", "perplexty"]),
+        ("evals", 0, "against"): st.sampled_from(["base", "start", "sft", "rm", "nope", "", "../x"]),
+        ("evals", 0, "judge"): st.sampled_from(["rm", "sft", "nope", "some/judge", "./missing.gguf", "~/nope", ""]),
+        ("stages", "rm", "part"): st.sampled_from(["1/2", "2/2", " 1 / 3 ", "0/2", "3/2", "1/0", "a/b", "1", ""])}
 
 
 @st.composite
@@ -90,6 +95,8 @@ def mutations(draw) -> list[tuple[tuple, typing.Any]]:
         out.append(((*place, key), value))
     if draw(st.booleans()):
         out.append((("stages", draw(st.sampled_from(KINDS)), "name"), draw(names)))
+    for path in draw(st.lists(st.sampled_from(list(REFS)), max_size=2, unique=True)):
+        out.append((path, draw(st.one_of(REFS[path], junk))))
     if draw(st.integers(0, 3)) == 0:  # a whole section replaced by something of another shape
         out.append((draw(st.sampled_from(SECTIONS)), draw(junk)))
     if draw(st.integers(0, 4)) == 0:
@@ -167,6 +174,12 @@ def check_recipe(folder: Path, changes: list) -> None:
             if rng and isinstance(value, (int, float)):
                 assert out_of_range(value, rng) is None, (stage.name, f.name, value)
     assert schema.RECIPE_NAME.fullmatch(recipe.name)
+    stages, rms = {s.name for s in recipe.stages}, {s.name for s in recipe.stages if s.kind == "rm"}
+    for s in recipe.stages:
+        assert s.kind != "rm" or s.part is None or parse_part(s.part)
+    for e in recipe.evals:  # accepted references point at something that exists
+        assert e.against in {"base", "start"} | stages and (e.hook != "llm_judge" or e.judge)
+        assert e.judge is None or e.hook == "llm_judge" or e.judge in rms
 
 
 # no example database: a test run writes nothing into the checkout

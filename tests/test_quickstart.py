@@ -26,12 +26,15 @@ def test_quickstart_sft_rm_dpo_with_its_report(tmp_path):
     rm = json.loads((tmp_path / "rm" / "metrics.json").read_text())
     assert rm["pairwise_accuracy_after"] > 0.6 and rm["top1_agreement_after"] > 0.5
     dpo = json.loads((tmp_path / "dpo" / "metrics.json").read_text())
-    assert dpo["reward_accuracy_after"] > 0.7 and dpo["win_rate"] > 0.5  # judged by the rm stage, vs SFT
-    rows = {r["row"]: r["metrics"] for r in json.loads((tmp_path / "evals.json").read_text())["rows"]}
+    assert dpo["reward_accuracy_after"] > 0.7
+    evals = json.loads((tmp_path / "evals.json").read_text())
+    rows = {r["row"]: r["metrics"] for r in evals["rows"]}
     assert list(rows) == ["baseline", "sft", "rm", "dpo"]
-    assert {"refusal_rate", "over_refusal", "perplexity", "win_rate"} <= rows["dpo"].keys()
+    assert {"refusal_rate", "over_refusal", "perplexity", "win_rate", "kl"} <= rows["dpo"].keys()
+    assert rows["dpo"]["win_rate"] > 0.5 and evals["rows"][3]["judges"]["win_rate"] == "rm stage rm"  # vs base
     assert "perplexity_increase" in rows["sft"] and "rm_accuracy" in rows["rm"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
     print(f"quickstart: {time.perf_counter() - start:.0f} s, eval loss "
           f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}, "
-          f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}, DPO win rate {dpo['win_rate']:.3f}")
+          f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}, "
+          f"DPO win rate vs base {rows['dpo']['win_rate']:.3f}")

@@ -9,7 +9,7 @@ import pytest
 
 from align.cli import main
 from align.errors import AlignError
-from align.evaluation import (
+from align.metrics import (
     calibration_error,
     expected_calibration_error,
     pairwise_accuracy,

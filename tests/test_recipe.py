@@ -123,6 +123,41 @@ def test_every_numeric_field_declares_its_range():
                 assert out_of_range(f.default, f.metadata["range"]) is None, (cls.__name__, f.name)  # defaults valid
 
 
+def test_gates_may_name_every_metric_the_hook_table_declares_for_the_row(tmp_path, train_file):
+    """Gate validation reads each built-in hook's metrics from the one hook table (`HOOKS`), so new hooks
+    (llm_judge, a win rate with a named judge, kl, samples) and their named variants are known at once;
+    rm_accuracy measures only rm rows, so a policy stage's gate on it is refused before training."""
+    from align.evaluation.hooks import HOOKS
+
+    rankings = tmp_path / "rankings.jsonl"
+    rankings.write_text('{"prompt": "hi", "responses": ["a", "b"], "ranking": [0, 1]}\n')
+    policy = [m for h in HOOKS.values() if h.head == "causal_lm" for m in h.metrics]
+    gates = [f"{m} >= 0" for m in policy] + ["perplexity_increase <= 1", "win_rate_judged >= 0.5"]
+    body = f"""name: r
+model: {{name: some/model}}
+data: {{sft: {{train: {train_file}}}, rankings: {{train: {rankings}}}}}
+evals:
+  - {{hook: rm_accuracy}}
+  - {{hook: perplexity}}
+  - {{hook: compliance}}
+  - {{hook: win_rate, against: start}}
+  - {{hook: win_rate, judge: rm, name: judged}}
+  - {{hook: llm_judge, judge: some/judge, against: base}}
+  - {{hook: kl}}
+  - {{hook: samples}}
+stages:
+  - {{name: rm, kind: rm, gate: [{', '.join(f"'{m} > 0.5'" for m in HOOKS['rm_accuracy'].metrics)}]}}
+  - {{name: sft, kind: sft, gate: [{', '.join(repr(g) for g in gates)}]}}
+"""
+    assert {"llm_win_rate", "win_rate", "kl", "eos_rate"} <= set(policy)
+    assert all(set(h.judged) <= set(h.metrics) for h in HOOKS.values())  # the report's judged metrics are declared
+    load_recipe(recipe(tmp_path, train_file, body=body))
+    msg = problems(recipe(tmp_path, train_file, body=body.replace("'win_rate_judged >= 0.5'", "'rm_accuracy > 0'")))
+    assert "stages.sft.gate[" in msg and "no metric 'rm_accuracy'" in msg
+    msg = problems(recipe(tmp_path, train_file, body=body.replace("'rm_ece > 0.5'", "'win_rate > 0.5'")))
+    assert "stages.rm.gate[" in msg and "no metric 'win_rate'" in msg
+
+
 def test_enumerations_match_the_installed_transformers():
     import torch
     from transformers import SchedulerType, get_scheduler

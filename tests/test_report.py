@@ -67,7 +67,8 @@ def _evals() -> dict:
     rows = [{"row": "dpo", "metrics": {"rm_accuracy": 0.71, "perplexity": 9.5, "refusal_rate": 0.93,
                                        "over_refusal": 0.35, "win_rate": 0.625},
              "gates": [{"metric": "over_refusal", "op": "<=", "bound": 0.2, "value": 0.35, "passed": False},
-                       {"metric": "win_rate", "op": ">=", "bound": 0.5, "value": 0.625, "passed": True}]},
+                       {"metric": "win_rate", "op": ">=", "bound": 0.5, "value": 0.625, "passed": True}],
+             "judges": {"win_rate": "rm stage rm"}, "own_reward": ["win_rate"]},
             {"row": "baseline", "metrics": {"rm_accuracy": 0.5, "perplexity": 8.25, "refusal_rate": 0.12,
                                             "over_refusal": 0.02}, "gates": []},
             {"row": "sft", "metrics": {"rm_accuracy": 0.52, "perplexity": 8.75, "refusal_rate": 0.81,
@@ -144,6 +145,18 @@ def test_summary_rows_for_the_tracker(tmp_path):
     rows = summary_rows(make_run(tmp_path))
     assert [r["row"] for r in rows] == ["baseline", "sft", "dpo"] and len({tuple(r) for r in rows}) == 1
     assert rows[0]["win_rate"] is None and rows[2]["failed_gates"] == "over_refusal <= 0.2"
+    assert rows[2]["judged_by"] == "win_rate: rm stage rm (judged by its own reward (optimistic))"
+    assert rows[0]["judged_by"] == ""
+
+
+def test_every_judged_number_names_its_judge_and_own_reward_is_marked(report):
+    _, md, html = report
+    body = {tr.find("th").text: ["".join(td.itertext()) for td in tr.findall("td")]
+            for tr in _xml(html).find(".//section[@id='evaluation']//table").find("tbody")}
+    assert body["judged by"] == ["", "", "win_rate: rm stage rm (judged by its own reward (optimistic))"]
+    assert "own reward: optimistic" in body["win_rate"][2] and "own reward" not in body["perplexity"][2]
+    assert "| judged by |  |  | win_rate: rm stage rm (judged by its own reward (optimistic)) |" in md
+    assert "| win_rate | \u2013 | \u2013 | 0.625 \u2713 (gate \u2265 0.5) (own reward: optimistic) |" in md
 
 
 def test_without_evals_and_with_a_broken_history_line(tmp_path):

@@ -1,12 +1,13 @@
 """What every stage shares: the context a stage runs in, the TRL/transformers arguments it implies, and the
-evaluation after an on-policy stage (ppo, rloo, grpo)."""
+training loop's loss-type metrics. Stages train and save; whatever samples (win rate, KL, samples) is the
+run's evaluation (`align.evaluation`), measured by the pipeline after the stage."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from align.distributed import failure_callbacks, is_main, world_size
+from align.distributed import failure_callbacks, world_size
 from align.errors import AlignError
 from align.recipe import data_kind, reward_stage
 from align.schema import DataSpec, Recipe, StageBase
@@ -48,7 +49,7 @@ class StageContext:
         return tok
 
     def reward_model(self) -> Path | None:
-        """The artifact of the rm stage that scores and judges this stage: the one its `reward_model` field
+        """The artifact of the rm stage whose scores this stage learns from: the one its `reward_model` field
         names, else the last rm stage before it in the recipe; None when the recipe has none."""
         name = reward_stage(self.recipe, self.stage)
         return self.out.parent / name if name else None
@@ -62,12 +63,6 @@ class StageContext:
                              "rm stage before it",
                              hint=f"add an rm stage before the {kind} stage (see recipes/quickstart-ppo.yaml)")
         return path
-
-    def samples(self, table: list[dict[str, Any]]) -> None:
-        """A stage's sample generations: `samples.jsonl` in its artifact (the report reads it) and the tracker."""
-        if is_main():
-            (self.out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in table))
-        self.tracker.table("samples", table)
 
     @property
     def seed(self) -> int:
@@ -147,26 +142,17 @@ def minibatches_per_step(stage: Any) -> int:
     return stage.rollout_batch_size // per_update
 
 
-def evaluate_policy(ctx: StageContext, policy: Any, tok: Any, prompts: list[list[dict]], judge: Any,
-                    reference: Any | None = None) -> dict[str, Any]:
-    """After an on-policy stage: on the first `eval_prompts` held-out prompts, the judge's mean reward of the
-    policy and of the model it started from, the win rate, the KL to the start, and the sample table
-    (`align.hooks.compare_policies`). `reference` unset: the policy with its adapters disabled, or for a full
-    fine-tune its starting model, loaded frozen."""
-    from align.hooks import compare_policies
-    from align.models import load_model
+def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> Callable[..., list[float]]:
+    """The reward model as the reward of an on-policy stage: its score of each prompt + answer, rendered as in
+    its training data (`generation.score_completions`). Answers come as `generation.Completion`s (ppo) or as
+    TRL's conversational [{"role": "assistant", "content": text}] (rloo, grpo: TRL logs the function by its
+    name, as rewards/reward_model/*)."""
+    from align.generation import Completion, score_completions
 
-    stage = ctx.stage
-    if not prompts or not stage.eval_prompts:
-        log.warning("%s: no held-out prompts (set data.prompts.eval or eval_fraction): no evaluation", stage.name)
-        return {}
-    if reference is None and not hasattr(policy, "peft_config"):
-        reference = load_model(ctx.recipe.model, "causal_lm", init=ctx.init, trainable=False)
-    found, table = compare_policies(policy, tok, prompts[:stage.eval_prompts], stage.generation, reference=reference,
-                                    judge=judge, judge_max_length=stage.max_length)
-    ctx.samples(table)
-    return found | {"reward_before": found["reward_start"], "reward_after": found["reward"],
-                    "win_rate_after": found["win_rate"], "kl_after": found["kl"]}
+    def reward_model(prompts: Sequence[list[dict]], completions: Sequence[Any], **_: Any) -> list[float]:
+        texts = [c.text if isinstance(c, Completion) else c[-1]["content"] for c in completions]
+        return score_completions(rm, tok, prompts, texts, max_length, batch_size)
+    return reward_model
 
 
 def drop_reference_adapter(model: Any) -> None:

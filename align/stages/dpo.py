@@ -11,10 +11,9 @@ or nothing at all with `precompute_ref` (its log-probs computed once before trai
 
 Losses by name (`loss`): TRL's, plus `cdpo`, which TRL 1.16 no longer offers; see `_loss_args`.
 
-Metrics: held-out implicit-reward accuracy and margin (eval_rewards/*), then generation-based ones
-on held-out prompts (`align.hooks.compare_policies`): KL(policy || reference) from the policy's
-samples, and with a reward model in the recipe the win rate against the starting model (ties half)
-and both mean rewards; a table of sample generations goes to samples.jsonl and the tracker.
+Metrics: held-out loss, implicit-reward accuracy and margin (TRL's eval_rewards/*) on the pairs of the
+first `eval_prompts` held-out records. What needs sampling (win rate, KL, samples) is measured by the
+run's evaluation after the stage, as for every stage (`align.evaluation`).
 """
 
 from __future__ import annotations
@@ -26,11 +25,10 @@ from typing import Any
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from align.data import cached_tokens, distinct, load_split, mix_in
+from align.data import cached_tokens, load_split, mix_in
 from align.distributed import gathered_state_dict
 from align.errors import AlignError
-from align.hooks import compare_policies
-from align.models import load_artifact, load_model, save_model
+from align.models import load_model, save_model
 from align.rankings import Ranking, parse_ranking, to_pairs
 from align.stages.common import StageContext, drop_reference_adapter, trainer_args
 
@@ -75,8 +73,6 @@ def run(ctx: StageContext) -> dict:
         metrics |= {"eval_loss": scores["eval_loss"], "reward_accuracy_after": scores["eval_rewards/accuracies"],
                     "reward_margin_after": scores["eval_rewards/margins"]}
     save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, gathered_state_dict(trainer))
-    if evals:  # on every rank: under FSDP / ZeRO-3 each forward pass needs them all
-        metrics |= _generation_metrics(ctx, trainer.model, tok, distinct(r.prompt for r in evals), ref)
     return metrics
 
 
@@ -114,19 +110,3 @@ def _loss_args(loss: str, label_smoothing: float) -> dict[str, Any]:
                 "label_smoothing": 0.25}
     return {"loss_type": [loss], "label_smoothing": label_smoothing}
 
-
-def _generation_metrics(ctx: StageContext, policy: Any, tok: Any, prompts: list[list[dict]], ref: Any) -> dict:
-    """Win rate, KL and samples on held-out prompts (`compare_policies`), judged by the recipe's RM if any."""
-    stage, spec = ctx.stage, ctx.recipe.model
-    if ref is None and not hasattr(policy, "peft_config"):  # full fine-tuning with precomputed reference
-        ref = load_model(spec, "causal_lm", init=ctx.init, trainable=False)
-    rm_path = ctx.reward_model()
-    judge = load_artifact(rm_path, spec) if rm_path is not None else None
-    if judge is None:
-        log.info("%s: no rm stage in the recipe, so no win rate (KL and samples only)", stage.name)
-    start = time.perf_counter()
-    metrics, table = compare_policies(policy, tok, prompts, stage.generation, reference=ref, judge=judge,
-                                      judge_max_length=stage.max_length)
-    metrics["generation_eval_seconds"] = time.perf_counter() - start
-    ctx.samples(table)
-    return metrics

@@ -1,5 +1,5 @@
 """What the rloo and grpo stages share: TRL's group-relative trainers (`RLOOTrainer`, `GRPOTrainer`) on the
-recipe's policy, rewarded by an rm stage's model and evaluated afterwards exactly as ppo is.
+recipe's policy, rewarded by an rm stage's model (and, like every stage, measured by the run's evaluation after it).
 
     align run recipes/compare-on-policy.yaml
 
@@ -36,13 +36,13 @@ from datasets import Dataset
 from align import distributed
 from align.data import load_split, parse_prompt
 from align.errors import AlignError
-from align.generation import prompt_ids, score_completions
+from align.generation import prompt_ids
 from align.models import load_artifact, load_model, save_model
 from align.stages.common import (
     StageContext,
     drop_reference_adapter,
-    evaluate_policy,
     minibatches_per_step,
+    rm_reward,
     train_and_evaluate,
     trainer_args,
 )
@@ -58,21 +58,19 @@ def run_group_stage(ctx: StageContext, trainer_cls: type, config_cls: type, **al
     stage, spec = ctx.stage, ctx.recipe.model
     rm_path = ctx.required_reward_model()
     tok = ctx.tokenizer()
-    train, evals = load_split(ctx.data, parse_prompt, ctx.seed)
+    train, _ = load_split(ctx.data, parse_prompt, ctx.seed)  # the held-out prompts are the evaluation's
     prompts, dropped = fitting_prompts(tok, [r["prompt"] for r in train], stage.generation.max_prompt_length)
     rm = load_artifact(rm_path, spec)
     policy = load_model(spec, "causal_lm", init=ctx.init)
     trainer = group_trainer(ctx, trainer_cls, config_cls, policy, tok, prompts,
                             rm_reward(rm, tok, stage.max_length, stage.eval_batch_size), **algorithm)
     rm.to(trainer.accelerator.device)  # scores where the policy samples
-    metrics: dict[str, Any] = {"train_prompts": len(prompts), "dropped_long_prompts": dropped,
-                               "eval_prompts": min(len(evals), stage.eval_prompts)}
+    metrics: dict[str, Any] = {"train_prompts": len(prompts), "dropped_long_prompts": dropped}
     train_and_evaluate(trainer, ctx, metrics)
     metrics |= summarize(trainer.state.log_history, stage.kind, trainer.state.global_step,
                          _updates_per_step(stage))
     save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, distributed.gathered_state_dict(trainer))
-    # on every rank: under FSDP / ZeRO-3 each forward pass needs them all
-    return metrics | evaluate_policy(ctx, trainer.model, tok, [r["prompt"] for r in evals], rm)
+    return metrics
 
 
 def group_trainer(ctx: StageContext, trainer_cls: type, config_cls: type, policy: Any, tok: Any,
@@ -98,15 +96,6 @@ def group_trainer(ctx: StageContext, trainer_cls: type, config_cls: type, policy
 def _updates_per_step(stage: Any) -> int:
     """Optimizer steps per rollout batch: its minibatches, `num_iterations` times over."""
     return minibatches_per_step(stage) * stage.num_iterations
-
-
-def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> RewardFunc:
-    """The reward model as a TRL reward function: its score of each prompt + answer (TRL passes conversational
-    answers as [{"role": "assistant", "content": text}]). TRL logs it as rewards/reward_model/*."""
-    def reward_model(prompts: Sequence[list[dict]], completions: Sequence[list[dict]], **_: Any) -> list[float]:
-        texts = [c[-1]["content"] for c in completions]
-        return score_completions(rm, tok, prompts, texts, max_length, batch_size)
-    return reward_model
 
 
 def fitting_prompts(tok: Any, prompts: list[list[dict]], max_prompt_length: int | None) -> tuple[list, int]:

@@ -57,10 +57,10 @@ from trl.trainer.utils import pad
 from align import distributed, rl
 from align.data import load_split, parse_prompt
 from align.errors import AlignError
-from align.generation import Completion, adapters_disabled, generate, prompt_ids, score_completions
+from align.generation import Completion, adapters_disabled, generate, prompt_ids
 from align.models import load_artifact, load_model, save_model
 from align.schema import ModelSpec, PPOStage
-from align.stages.common import StageContext, evaluate_policy, minibatches_per_step
+from align.stages.common import StageContext, minibatches_per_step, rm_reward
 from align.tracking import Tracker
 
 log = logging.getLogger("align")
@@ -71,7 +71,7 @@ def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
     rm_path = ctx.required_reward_model()
     tok = ctx.tokenizer()
-    train, evals = load_split(ctx.data, parse_prompt, ctx.seed)
+    train, _ = load_split(ctx.data, parse_prompt, ctx.seed)  # the held-out prompts are the evaluation's
     policy = load_model(spec, "causal_lm", init=ctx.init)
     # adapters off = the starting policy; without adapters (full fine-tuning) the reference is a frozen copy
     reference = None if hasattr(policy, "disable_adapter") else load_model(spec, "causal_lm", ctx.init, False)
@@ -80,10 +80,9 @@ def run(ctx: StageContext) -> dict:
     trainer = PPOTrainer(policy, value, tok, stage, len(train), ctx.seed, ctx.tracker, reference)
     if ctx.resume:
         trainer.load(Path(ctx.resume))
-    metrics: dict[str, Any] = {"train_prompts": len(train), "eval_prompts": min(len(evals), stage.eval_prompts)}
+    metrics: dict[str, Any] = {"train_prompts": len(train)}
     metrics |= trainer.train([r["prompt"] for r in train], rm_reward(rm, tok, stage.max_length,
                                                                      stage.eval_batch_size), ctx.out / "checkpoints")
-    metrics |= evaluate_policy(ctx, policy, tok, [r["prompt"] for r in evals], rm, reference)
     save_model(policy, tok, ctx.out, spec, "causal_lm", ctx.init)
     return metrics
 
@@ -96,13 +95,6 @@ def value_model(spec: ModelSpec, init: Path | None) -> Any:
     LoRA on it); `value_forward` applies the same score head to every position instead of the last.
     """
     return load_model(spec, "reward", init=init)
-
-
-def rm_reward(rm: Any, tok: Any, max_length: int, batch_size: int) -> RewardFn:
-    """The reward model's score of prompt + completion, rendered as in its training data."""
-    def reward(prompts: Sequence[list[dict]], completions: Sequence[Completion]) -> list[float]:
-        return score_completions(rm, tok, prompts, [c.text for c in completions], max_length, batch_size)
-    return reward
 
 
 @dataclass

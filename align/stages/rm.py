@@ -35,10 +35,13 @@ from trl.trainer.utils import pad
 
 from align.data import cached_tokens, load_split
 from align.distributed import gathered_state_dict
-from align.evaluation import ranking_metrics
+from align.errors import AlignError
 from align.generation import score_rankings
+from align.metrics import ranking_metrics
 from align.models import load_model, save_model
 from align.rankings import Ranking, expand_pairs, parse_ranking, tokenize_rankings
+from align.recipe import parse_part
+from align.runs import content_hash
 from align.stages.common import StageContext, trainer_args
 
 log = logging.getLogger("align")
@@ -48,6 +51,7 @@ def run(ctx: StageContext) -> dict:
     stage, spec = ctx.stage, ctx.recipe.model
     tok = ctx.tokenizer()
     train, evals = load_split(ctx.data, parse_ranking, ctx.seed)
+    train = prompt_part(train, stage.part)
     train_ds, truncated = tokenized(train, tok, stage.max_length)
     eval_ds, eval_truncated = tokenized(evals, tok, stage.max_length)
     eval_rows = eval_ds.to_list()
@@ -206,3 +210,16 @@ def evaluate_rm(model: Any, rows: list[dict], rankings: list[Ranking], pad_token
     """`align.evaluation.ranking_metrics` of the model's scores on tokenized held-out rankings."""
     scores = score_rankings(model, rows, batch_size, pad_token_id)
     return {k + suffix: v for k, v in ranking_metrics(scores, [r.ranking for r in rankings]).items()}
+
+
+def prompt_part(rankings: list[Ranking], part: str | None) -> list[Ranking]:
+    """The rankings of part i of n ('i/n'): those whose prompt hashes to i - 1 modulo n. Parts of one file are
+    disjoint and cover it, whatever the seed, so two rm stages with parts 1/2 and 2/2 never share a prompt."""
+    if part is None:
+        return rankings
+    i, n = parse_part(part)
+    out = [r for r in rankings if int(content_hash(r.prompt), 16) % n == i - 1]
+    if not out:
+        raise AlignError(f"rm part {part}: none of the {len(rankings)} training rankings falls in this part",
+                         hint="use fewer parts, or more rankings")
+    return out

@@ -118,7 +118,7 @@ def test_ranking_to_pairs_modes():
                 for m in ("best_vs_rest", "adjacent", "all")))
 
 
-def _recipe(tmp_path, model, stages: str, adapter: str = "lora") -> dict:
+def _recipe(tmp_path, model, stages: str, adapter: str = "lora", hooks: str = "") -> dict:
     tmp_path.mkdir(exist_ok=True)
     train = write_jsonl(tmp_path / "train.jsonl", marker_rankings(48, 1))
     evals = write_jsonl(tmp_path / "eval.jsonl", marker_rankings(16, 2))
@@ -128,7 +128,7 @@ model: {{name: {model}, adapter: {adapter}, lora: {{r: 8, alpha: 16}}}}
 data: {{rankings: {{train: {train}, eval: {evals}}}}}
 tracking: {{backend: none}}
 output_dir: {tmp_path / "run"}
-stages:
+{hooks}stages:
 {stages}""")
     return run_pipeline(load_recipe(recipe))
 
@@ -137,18 +137,23 @@ def test_tiny_policy_learns_the_preference_and_is_judged_by_the_rm(tiny_model_di
     metrics = _recipe(tmp_path, tiny_model_dir, """
   - {name: rm, kind: rm, learning_rate: 3.0e-3, max_steps: 12, batch_size: 4, max_length: 64, eval_before: false}
   - {name: dpo, kind: dpo, learning_rate: 2.0e-2, max_steps: 12, batch_size: 8, max_length: 64, beta: 0.5,
-     logging_steps: 1, warmup_ratio: 0.0, lr_scheduler: constant, eval_prompts: 4,
-     generation: {max_new_tokens: 8, batch_size: 4}}
+     logging_steps: 1, warmup_ratio: 0.0, lr_scheduler: constant, eval_prompts: 4}
+""", hooks="""evals:
+  - {hook: win_rate, against: start, max_examples: 4, generation: {max_new_tokens: 8, batch_size: 4}}
+  - {hook: samples, max_examples: 4, generation: {max_new_tokens: 8}}
 """)["dpo"]
     assert set(metrics) <= set(STAGE_METRICS["dpo"]), set(metrics) - set(STAGE_METRICS["dpo"])  # what gates may name
     assert metrics["reward_accuracy_after"] > 0.9 and metrics["reward_margin_after"] > 0, metrics  # held-out pairs
     history = [json.loads(line) for line in (tmp_path / "run" / "dpo" / "history.jsonl").read_text().splitlines()]
     margins = [h["train/rewards/margins"] for h in history if "train/rewards/margins" in h]
     assert margins[-1] > margins[0] + 0.5  # the log-ratio of chosen over rejected rose on the training pairs
-    assert 0.0 <= metrics["win_rate"] <= 1.0 and metrics["eval_prompts"] == 3  # three distinct held-out prompts
-    assert {"kl", "reward", "reward_start"} <= set(metrics)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "dpo" / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and {"prompt", "start", "policy", "reward_start", "reward_policy"} <= set(rows[0])
+    assert metrics["eval_prompts"] == 4 and "win_rate" not in metrics  # the stage samples nothing
+    evals = json.loads((tmp_path / "run" / "evals.json").read_text())
+    row = next(r for r in evals["rows"] if r["row"] == "dpo")
+    assert 0.0 <= row["metrics"]["win_rate"] <= 1.0 and {"reward", "reward_against"} <= row["metrics"].keys()
+    assert row["judges"]["win_rate"] == "rm stage rm" and row["own_reward"] == []  # DPO never optimized the rm
+    rows = evals["samples"]["dpo"]
+    assert 1 <= len(rows) <= 4 and {"prompt", "start", "policy", "reward_start", "reward_policy"} <= set(rows[0])
 
 
 def test_full_fine_tuning_leaves_the_reference_bit_identical(tiny_model_dir, tmp_path, monkeypatch):
@@ -165,8 +170,7 @@ def test_full_fine_tuning_leaves_the_reference_bit_identical(tiny_model_dir, tmp
 
     monkeypatch.setattr(dpo, "load_model", spy)
     metrics = _recipe(tmp_path, tiny_model_dir, """
-  - {name: dpo, kind: dpo, learning_rate: 1.0e-3, max_steps: 4, batch_size: 8, max_length: 64, eval_prompts: 16,
-     generation: {max_new_tokens: 2}}
+  - {name: dpo, kind: dpo, learning_rate: 1.0e-3, max_steps: 4, batch_size: 8, max_length: 64, eval_prompts: 16}
 """, adapter="full")["dpo"]
     assert refs, "full fine-tuning builds a frozen reference copy"
     model, before = refs[0]
@@ -177,7 +181,7 @@ def test_full_fine_tuning_leaves_the_reference_bit_identical(tiny_model_dir, tmp
 def test_precomputed_reference_gives_the_same_training(tiny_model_dir, tmp_path):
     stage = """
   - {name: dpo, kind: dpo, learning_rate: 1.0e-2, max_steps: 3, batch_size: 8, max_length: 64, eval_prompts: 16,
-     logging_steps: 1, precompute_ref: PRE, generation: {max_new_tokens: 2}}
+     logging_steps: 1, precompute_ref: PRE}
 """
     live = _recipe(tmp_path / "a", tiny_model_dir, stage.replace("PRE", "false"))["dpo"]
     pre = _recipe(tmp_path / "b", tiny_model_dir, stage.replace("PRE", "true"))["dpo"]

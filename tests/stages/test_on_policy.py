@@ -49,7 +49,14 @@ def expressive_model_dir(tiny_model_dir, tmp_path_factory):
     return out
 
 
-def write_recipe(tmp_path, model, stages: str, rm: bool = True) -> object:
+POLICY_EVALS = """evals:
+  - {hook: win_rate, against: start, max_examples: 4, generation: {max_new_tokens: 6, batch_size: 4}}
+  - {hook: kl, max_examples: 4, generation: {max_new_tokens: 6, temperature: 1.0}}
+  - {hook: samples, max_examples: 4, generation: {max_new_tokens: 6}}
+"""
+
+
+def write_recipe(tmp_path, model, stages: str, rm: bool = True, evals: str = "") -> object:
     """A recipe on the tiny model: SFT and (with `rm`) RM stages, then `stages` (YAML list items)."""
     rankings = write_jsonl(tmp_path / "rank.jsonl", marker_rankings(16, 1))
     sft = write_jsonl(tmp_path / "sft.jsonl", [{"messages": [{"role": "user", "content": q},
@@ -65,7 +72,7 @@ data:
   prompts: {{train: {prompts}, eval_fraction: 0.34}}
 tracking: none
 output_dir: {tmp_path / "run"}
-stages:
+{evals}stages:
   - {{name: sft, kind: sft, max_steps: 2, max_length: 64}}
 {rm_stage}{stages}""")
     return tmp_path / "r.yaml"
@@ -144,25 +151,29 @@ def test_rollout_batches_must_hold_whole_groups_and_minibatches(tiny_model_dir, 
 
 def test_sft_rm_rloo_grpo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
     common = ("init: sft, max_steps: 2, rollout_batch_size: 4, num_generations: 2, batch_size: 2, grad_accum: 1, "
-              "logging_steps: 1, max_length: 64, eval_prompts: 4, generation: {max_new_tokens: 6, temperature: 1.0}")
+              "logging_steps: 1, max_length: 64, generation: {max_new_tokens: 6, temperature: 1.0}")
     recipe = write_recipe(tmp_path, tiny_model_dir, f"""  - {{name: rloo, kind: rloo, save_steps: 1, {common}}}
   - {{name: grpo, kind: grpo, num_iterations: 2, {common}}}
-""")
+""", evals=POLICY_EVALS)
     metrics = run_pipeline(load_recipe(recipe))
+    evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     for kind, updates in (("rloo", 2), ("grpo", 4)):
         got, art = metrics[kind], tmp_path / "run" / kind
         assert set(got) <= set(STAGE_METRICS[kind]), set(got) - set(STAGE_METRICS[kind])  # what gates may name
         assert got[f"{kind}_steps"] == 2 and got["optimizer_steps"] == 2 * updates, got
-        assert got["train_prompts"] == 8 and got["eval_prompts"] == 4
-        # the after-stage evaluation of ppo, judged by the rm stage against the SFT model
-        for key in ("win_rate", "kl", "reward", "reward_start", "reward_before", "reward_after", "win_rate_after",
-                    "kl_after", "train_reward_first", "train_reward_last", "train_kl_per_token_max"):
+        assert got["train_prompts"] == 8
+        for key in ("train_reward_first", "train_reward_last", "train_kl_per_token_max"):
             assert isinstance(got[key], float), (kind, key)
+        # the run's evaluation row, as for every stage: judged by the rm stage the policy optimized, so marked
+        row = next(r for r in evals["rows"] if r["row"] == kind)
+        assert all(isinstance(row["metrics"][k], float) for k in ("win_rate", "kl", "reward", "reward_against"))
+        assert row["judges"]["win_rate"] == "rm stage rm" and row["own_reward"] == ["reward", "reward_against",
+                                                                                    "win_rate"]
+        assert 1 <= len(evals["samples"][kind]) <= 4  # the distinct held-out prompts, at most max_examples
         assert json.loads((art / "metrics.json").read_text()).keys() == got.keys()
         assert json.loads((art / "model.json").read_text())["head"] == "causal_lm"
         assert not (art / "checkpoints").exists()
-        rows = [json.loads(line) for line in (art / "samples.jsonl").read_text().splitlines()]
-        assert len(rows) == 4 and {"prompt", "start", "policy", "reward_start", "reward_policy"} <= rows[0].keys()
+        assert {"prompt", "start", "policy", "reward_start", "reward_policy"} <= evals["samples"][kind][0].keys()
         history = [json.loads(line) for line in (art / "history.jsonl").read_text().splitlines()]
         assert [h["step"] for h in history if "train/loss" in h] == list(range(1, 2 * updates + 1))
         sampled = [h for h in history if "train/reward" in h]  # logged where a rollout batch was sampled

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from align.errors import AlignError
+from align.evaluation.hooks import HOOKS
 from align.generation import adapters_disabled, completion_logprobs, generate, prompt_ids
 from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
 from align.schema import STAGE_METRICS, GenerationSpec, LoraSpec, ModelSpec, PPOStage
 from align.stages import ppo
-from tests.stages.test_on_policy import write_recipe
+from tests.stages.test_on_policy import POLICY_EVALS, write_recipe
 
 PROMPTS = [[{"role": "user", "content": q}] for q in
            ["what is two plus two", "how do I bake bread", "please tell me a story", "the cat sat on the mat"]]
@@ -130,20 +131,27 @@ def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
     ppo_epochs: 2
     save_steps: 1
     max_length: 64
-    eval_prompts: 4
     generation: {max_new_tokens: 6, temperature: 1.0, batch_size: 4}
-""")
+""", evals=POLICY_EVALS)
     metrics = run_pipeline(load_recipe(recipe))["ppo"]
     assert set(metrics) <= set(STAGE_METRICS["ppo"]), set(metrics) - set(STAGE_METRICS["ppo"])  # what gates may name
-    assert metrics["ppo_steps"] == 2 and metrics["train_prompts"] == 8 and metrics["eval_prompts"] == 4
-    for key in ("win_rate", "kl", "reward", "reward_start", "reward_before", "reward_after", "win_rate_after"):
-        assert isinstance(metrics[key], float), key
-    assert 0.0 <= metrics["win_rate"] <= 1.0
+    assert metrics["ppo_steps"] == 2 and metrics["train_prompts"] == 8
+    evals = json.loads((tmp_path / "run" / "evals.json").read_text())
+    rows = {r["row"]: r for r in evals["rows"]}
+    assert list(rows) == ["baseline", "sft", "rm", "ppo"]
+    # every policy row measured alike; sft's win rate judged once the rm stage finished (it came first)
+    for name in ("sft", "ppo"):
+        assert 0.0 <= rows[name]["metrics"]["win_rate"] <= 1.0 and rows[name]["judges"]["win_rate"] == "rm stage rm"
+    assert isinstance(rows["ppo"]["metrics"]["kl"], float) and "win_rate" not in rows["baseline"]["metrics"]
+    assert "win_rate" in rows["ppo"]["own_reward"] and rows["sft"]["own_reward"] == []  # ppo optimized its judge
+    declared = {m for h in HOOKS.values() for m in h.metrics}  # what gates may name
+    assert set(rows["ppo"]["metrics"]) <= declared, set(rows["ppo"]["metrics"]) - declared
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "own reward: optimistic" in report and "judged by its own reward (optimistic)" in report
     art = tmp_path / "run" / "ppo"
     assert json.loads((art / "model.json").read_text())["head"] == "causal_lm"
     assert not (art / "checkpoints").exists()  # the pipeline drops them once the stage finished
-    rows = [json.loads(line) for line in (art / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and {"prompt", "start", "policy", "reward_start", "reward_policy"} <= rows[0].keys()
+    assert {"prompt", "start", "policy", "reward_start", "reward_policy"} <= evals["samples"]["ppo"][0].keys()
     history = [json.loads(line) for line in (art / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history if "ppo/kl" in h] == [1, 2]
     assert {"ppo/reward_mean", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl", "ppo/vf_loss", "ppo/explained_variance",

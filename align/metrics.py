@@ -1,4 +1,4 @@
-"""Evaluation metrics as pure functions of scores and log-probs, reusable by every stage and hook.
+"""Metrics as pure functions of scores and log-probs: the rm stage's held-out numbers and the evaluation hooks'.
 
 Reward-model metrics take, per prompt, the model's scores of its responses and the human `ranking`
 groups (best first, ties grouped, as in `align.rankings.Ranking.ranking`); policy metrics take the
@@ -75,16 +75,31 @@ def ranking_metrics(scores: Scores, rankings: Groups) -> dict[str, float]:
             "ece": expected_calibration_error(scores, rankings), **reward_stats(scores)}
 
 
-def win_rate(scores: Sequence[float], against: Sequence[float]) -> float:
-    """Fraction of prompts where `scores` beats `against` (same prompts, same order); a tie counts half."""
-    if not scores:
-        return float("nan")
-    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, against)) / len(scores)
+def outcome(score: float, against: float) -> float:
+    """One prompt's outcome by a scoring judge: 1 when `score` beats `against`, 1/2 on a tie, else 0."""
+    return 1.0 if score > against else 0.5 if score == against else 0.0
+
+
+def swapped_outcome(first: str, second: str) -> float:
+    """One prompt's outcome by a pairwise judge asked twice, the policy's answer shown first ("A") and then
+    second ("B"): the mean of the two verdicts (each 1 win, 1/2 tie, 0 loss). A judge that always picks
+    the same position gives exactly 1/2, so a position bias cannot make a policy win."""
+    points = {"A": 1.0, "tie": 0.5, "B": 0.0}
+    return (points[first] + 1.0 - points[second]) / 2
+
+
+def win_rate(outcomes: Sequence[float]) -> float:
+    """The win rate: the mean over prompts of their outcomes (`outcome` or `swapped_outcome`)."""
+    return sum(outcomes) / len(outcomes) if outcomes else float("nan")
 
 
 def kl_from_samples(policy_logprobs: Sequence[Sequence[float]], reference_logprobs: Sequence[Sequence[float]]) \
         -> float:
     """Monte-Carlo KL(policy || reference) per sequence: the mean over completions SAMPLED FROM THE POLICY of
-    sum_t [log p(y_t) - log q(y_t)] (unbiased; single samples can be negative, the mean tends to >= 0)."""
+    sum_t [log p(y_t) - log q(y_t)] (unbiased; single samples can be negative, the mean tends to >= 0).
+
+    It is a KL only when both log-probs are of the distribution the completions were sampled from: at
+    sampling temperature T, log-probs of softmax(logits / T) for both models (`generation.completion_logprobs`
+    with `temperature=T`), which is what the `kl` hook passes."""
     sums = [sum(p) - sum(q) for p, q in zip(policy_logprobs, reference_logprobs)]
     return sum(sums) / len(sums) if sums else float("nan")
