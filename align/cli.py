@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("artifact", metavar="ARTIFACT", help="a stage folder (runs/quickstart/dpo), or 'base' with --model")
     ev.add_argument("--hook", required=True, help="rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, "
                                                   "samples, or module:function")
-    ev.add_argument("--data", help="the hook's data file (rankings, prompts, labelled prompts, text)")
+    ev.add_argument("--data", help="the hook's data file (rankings, prompts, labelled prompts, text); compliance also "
+                                   "takes a benchmark: xstest, advbench, harmbench, strongreject")
     ev.add_argument("--model", help="base model name (for 'base', or to override the artifact's)")
     ev.add_argument("--against", default="base", help="win_rate, llm_judge: the other artifact folder, 'base' or "
                                                       "'start' (the model the artifact's stage started from)")
@@ -141,6 +142,9 @@ def _runs(args: argparse.Namespace) -> int:
     if not found:
         print(f"no runs under {args.root}/")
     for run in found:
+        if run.get("unreadable"):
+            print(f"{run['folder']}  unreadable: {run['unreadable']}")
+            continue
         print(f"{run['folder']}  (recipe {run.get('recipe')}, updated {run.get('updated_at', '?')})")
         for name, st in run.get("stages", {}).items():
             when = st.get("finished_at") or st.get("started_at") or ""
@@ -178,10 +182,16 @@ def _eval(args: argparse.Namespace) -> int:
                     classifier=args.classifier,
                     generation=GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature))
     result = evaluate_artifact(args.artifact, spec, args.model, args.judge)
-    for name, value in result["metrics"].items():
-        print(f"{name:<24} {value:.4g}" if isinstance(value, float) else f"{name:<24} {value}")
+    metrics = result["metrics"]
+    for name, value in metrics.items():
+        if "." in name and name.rsplit(".", 1)[0] in metrics:
+            continue  # an interval bound or count, printed with its rate
+        lo, hi, n = (metrics.get(f"{name}.{k}") for k in ("lower", "upper", "n"))
+        text = f"{value:.4g}" if isinstance(value, float) else f"{value}"
+        print(f"{name:<24} {text}" + (f"  95% CI [{lo:.3f}, {hi:.3f}]  n={n}" if lo is not None else ""))
     for row in (result.get("compliance") or {}).get("categories", []):
-        print(f"  {row['label']:<9} {row['category']:<20} n={row['n']:<4} refused {row['refusal_rate']:.0%}")
+        print(f"  {row['label']:<9} {row['category']:<20} n={row['n']:<4} refused {row['refusal_rate']:.0%} "
+              f"[{row['lower']:.0%}-{row['upper']:.0%}]")
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(result, indent=2))

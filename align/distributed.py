@@ -10,6 +10,9 @@ reports, W&B runs), and the other ranks wait for it (`barrier`) wherever they ne
 A failing rank records its error for the launcher (`record_error`, read by `align.launch`), which shows
 the first one: the rank that failed first is the cause, the others only lost their peer.
 Single-process runs (no RANK / WORLD_SIZE in the environment) skip all of this at no cost.
+
+`device()` is the one device decision (accelerate's `PartialState().device`); PPO's collectives and gradient
+averaging are accelerate's (`align/stages/ppo.py`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,13 @@ def _state() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def device() -> torch.device:
+    """THE device: where every model align loads (`align.models.load_model`) and every batch goes. accelerate's
+    process state picks it: this rank's GPU (LOCAL_RANK under a launcher) when CUDA is there, else the CPU.
+    Nothing else in align chooses a device; tests patch this function to check placement."""
+    return _state().device
+
+
 def on_main(fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` computed on rank 0 and sent to every rank, so all ranks act on one answer (the plan:
     rank 0 reads the run folder before it changes it). An error raised there stops the others too."""
@@ -85,51 +95,6 @@ def on_main(fn: Callable[..., T], *args: Any) -> T:
 
         raise AlignError(f"rank 0 failed: {box[1].splitlines()[0]}")
     return box[0]
-
-
-def all_sum(t: torch.Tensor) -> torch.Tensor:
-    """`t` summed over ranks (`t` itself in one process): the global sums behind PPO's whitening and statistics."""
-    if world_size() == 1:
-        return t
-    import torch.distributed as dist
-
-    _state()
-    out = t.detach().clone()
-    dist.all_reduce(out)
-    return out
-
-
-def gather(t: torch.Tensor) -> torch.Tensor:
-    """Every rank's `t` (the same shape on each) concatenated along dim 0 in rank order; `t` in one process."""
-    if world_size() == 1:
-        return t
-    import torch
-    import torch.distributed as dist
-
-    _state()
-    parts = [torch.empty_like(t) for _ in range(world_size())]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts)
-
-
-def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """DDP's gradient averaging, for the models align trains outside a Trainer (PPO): one all-reduce of all
-    gradients flattened together, so every rank takes the same optimizer step."""
-    if world_size() == 1:
-        return
-    import torch
-    import torch.distributed as dist
-
-    _state()
-    for p in params:
-        if p.grad is None:  # every rank must contribute the same shapes
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params]) / world_size()
-    dist.all_reduce(flat)
-    offset = 0
-    for p in params:
-        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
-        offset += p.numel()
 
 
 def gathered_state_dict(trainer: Any) -> dict[str, Any] | None:

@@ -228,7 +228,9 @@ _FOOTER = """\
 - DPO losses (`loss` of a dpo stage): {losses}.
 - Gates (`gate:` of any stage): `'METRIC OP NUMBER'`, OP one of `>=`, `<=`, `>`, `<`, `==`, `!=`; METRIC is
   one of the stage's own metrics (its `metrics.json`) or of its evaluation row (e.g. `over_refusal`,
-  `refusal_rate`, `perplexity_increase`, `win_rate`). A failed gate stops the pipeline after that stage.
+  `refusal_rate`, `perplexity_increase`, `win_rate`). A compliance rate's 95% interval has its own names,
+  `over_refusal.lower` and `over_refusal.upper` (`'over_refusal.upper <= 0.2'`). A failed gate stops the
+  pipeline after that stage.
 """
 
 

@@ -44,7 +44,25 @@ def wanted(args: argparse.Namespace, recipe: Recipe) -> tuple[int, str | None] |
     if config and not Path(config).is_file():
         raise AlignError(f"accelerate config {config}: no such file",
                          hint="presets are in recipes/accelerate/ (see docs/scaling.md)")
+    if config:
+        refuse_sharded_ppo_checkpoints(recipe, config)
     return (n, config) if n > 1 or config else None
+
+
+def refuse_sharded_ppo_checkpoints(recipe: Recipe, config: str) -> None:
+    """PPO writes its checkpoints (`save_steps`) from rank 0's whole weights, which FSDP and DeepSpeed ZeRO-3
+    shard: refused before any process starts, naming the stage and the fix (align/stages/ppo.py)."""
+    import yaml
+
+    preset = yaml.safe_load(Path(config).read_text()) or {}
+    kind = str(preset.get("distributed_type", ""))
+    stage3 = kind == "DEEPSPEED" and (preset.get("deepspeed_config") or {}).get("zero_stage") == 3
+    for stage in recipe.stages:
+        if stage.kind == "ppo" and stage.save_steps and (kind == "FSDP" or stage3):
+            raise AlignError(f"stage {stage.name}: PPO checkpoints (save_steps: {stage.save_steps}) cannot be written "
+                             f"under {config}, which shards the weights (FSDP / ZeRO-3)",
+                             hint=f"set stages.{stage.name}.save_steps=0, or use recipes/accelerate/ddp.yaml or "
+                                  "deepspeed-zero2.yaml")
 
 
 def command(argv: list[str], num_processes: int, config: str | None) -> list[str]:

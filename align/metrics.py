@@ -2,7 +2,8 @@
 
 Reward-model metrics take, per prompt, the model's scores of its responses and the human `ranking`
 groups (best first, ties grouped, as in `align.rankings.Ranking.ranking`); policy metrics take the
-judge's scores of two policies' completions, or their per-token log-probs.
+judge's scores of two policies' completions, or their per-token log-probs; a rate of k in n has its Wilson
+interval (`wilson`: the compliance hook's refusal rates).
 """
 
 from __future__ import annotations
@@ -103,3 +104,14 @@ def kl_from_samples(policy_logprobs: Sequence[Sequence[float]], reference_logpro
     with `temperature=T`), which is what the `kl` hook passes."""
     sums = [sum(p) - sum(q) for p, q in zip(policy_logprobs, reference_logprobs)]
     return sum(sums) / len(sums) if sums else float("nan")
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of k successes in n trials (95% for the default z): unlike p +- z*SE it stays
+    inside [0, 1] and is not zero-width at 0/n or n/n. (nan, nan) when n is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

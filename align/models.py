@@ -30,6 +30,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from align import distributed
 from align.distributed import is_main
 from align.errors import AlignError
 from align.schema import ModelSpec
@@ -112,6 +113,11 @@ def cached_folder(dest: Path, marker: str, write: Callable[[Path], None]) -> Pat
         return dest
     tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:  # before the work (a 30 s conversion, minutes of tokenizing): a cache it cannot keep is said first
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise AlignError(f"cannot write the cache folder {dest.parent}: {e.strerror or e}",
+                         hint="set ALIGN_CACHE to a writable folder (default ~/.cache/align)") from None
     write(tmp)
     try:
         os.replace(tmp, dest)
@@ -145,9 +151,11 @@ def require_chat_template(tok: PreTrainedTokenizerBase, spec: ModelSpec) -> None
 
 
 def default_dtype(spec: ModelSpec) -> torch.dtype:
+    """THE dtype decision (models load in it; the TRL trainers' bf16 autocast follows it, `trainer_args`):
+    the recipe's `model.dtype`, or with `auto` bf16 on a GPU that has it and fp32 elsewhere."""
     if spec.dtype != "auto":
         return getattr(torch, spec.dtype)
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    if distributed.device().type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32  # measured on CPU: bf16 autocast in TRL's loop gave no speed-up
 
@@ -159,12 +167,14 @@ def load_model(spec: ModelSpec, head: Head = "causal_lm", init: str | Path | Non
     With `trainable` and adapter lora/qlora, returns a PEFT model whose only trainable weights are the
     new adapter (and the reward/value head); with adapter full, every weight trains.
     """
-    if spec.adapter == "qlora" and not torch.cuda.is_available():
+    if spec.adapter == "qlora" and distributed.device().type != "cuda":
         raise AlignError("adapter: qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is visible",
                          hint="use model.adapter: lora on this machine")
     source = resolve_model(spec.name)
     tok = load_tokenizer(spec, source)
     model = _load_chain(Path(init), spec, head, tok) if init else _load_base(spec, source, head, tok)
+    if spec.adapter != "qlora":  # 4-bit weights are placed by their device map (`_load_base`)
+        model.to(distributed.device())
     if not trainable:
         model.eval().requires_grad_(False)
         return model
@@ -212,6 +222,7 @@ def _load_base(spec: ModelSpec, source: str, head: Head, tok: PreTrainedTokenize
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=kwargs["dtype"])
+        kwargs["device_map"] = {"": distributed.device()}  # this rank's GPU (bitsandbytes quantizes there)
     try:
         model = _HEAD_CLASSES[head].from_pretrained(source, **kwargs)
     except OSError as e:  # unknown hub id, no network, missing files: transformers says which in its message
@@ -226,7 +237,7 @@ def _gradient_checkpointing(spec: ModelSpec, model: PreTrainedModel) -> bool:
     if spec.gradient_checkpointing is not None:
         return spec.gradient_checkpointing
     # measured: on a 135M model on CPU checkpointing cost a third of the throughput for no memory need
-    return torch.cuda.is_available() and model.num_parameters() > 1e9
+    return distributed.device().type == "cuda" and model.num_parameters() > 1e9
 
 
 # ---- stage artifacts -------------------------------------------------------------------------------

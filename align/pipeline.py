@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,26 @@ from typing import Any
 import yaml
 from transformers import set_seed
 
+from align import checkpoints
 from align.distributed import Nothing, barrier, failure, is_main, on_main, rank_logging
 from align.errors import AlignError
 from align.evaluation.gates import GateFailed
 from align.evaluation.table import RunEvaluations
 from align.recipe import reward_stage
-from align.runs import FINISHED, Manifest, RunLock, fingerprint, finished, stage_inputs, what_changed
+from align.runs import (
+    FINISHED,
+    Manifest,
+    RunLock,
+    fingerprint,
+    finished,
+    inside,
+    read_manifest,
+    run_folder,
+    stage_inputs,
+    stage_path,
+    what_changed,
+    write_error,
+)
 from align.schema import Recipe, StageBase
 from align.stages import dpo, grpo, ppo, pretrain, rloo, rm, sft
 from align.stages.common import StageContext
@@ -39,10 +54,6 @@ STAGES = {"pretrain": pretrain, "sft": sft, "rm": rm, "dpo": dpo, "ppo": ppo, "r
 """Stage kind -> the module whose `run(ctx)` trains it (`schema.STAGE_KINDS` holds the same kinds)."""
 
 log = logging.getLogger("align")
-_DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-                errno.EACCES: "permission denied", errno.EROFS: "read-only file system",
-                errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is not a folder",
-                errno.EEXIST: "a file is in the way"}
 
 
 @dataclasses.dataclass
@@ -52,49 +63,92 @@ class Step:
     reason: str
     inputs: dict[str, Any]
     fingerprint: str
+    folder: Path  # the stage's artifact folder (checked by `runs.stage_path`)
     checkpoint: Path | None = None  # with action "resume": the checkpoint to continue from
+    forced: bool = False  # started by --force / --from (its work folder says so, for a rerun to resume it)
+    metrics: dict[str, Any] | None = None  # with action "reuse": the finished stage's metrics
 
 
 def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
          only: str | None = None) -> list[Step]:
     """What `align run` would do with each stage, and why (`align run --dry-run` prints this)."""
-    run_dir = Path(recipe.run_dir)
-    names = [s.name for s in recipe.stages]
+    run_dir = run_folder(recipe)
+    folders = {s.name: stage_path(run_dir, s.name) for s in recipe.stages}  # before anything is read or written
+    names = list(folders)
     for flag, name in (("--from", start), ("--only", only)):
         if name and name not in names:
             raise AlignError(f"{flag} {name}: no such stage; stages: {', '.join(names)}")
     forced = set(force) | (set(names[names.index(start):]) if start else set())
+    manifest = read_manifest(run_dir / "manifest.json") or {}
     steps: list[Step] = []
     fps: dict[str, str] = {}
     for stage in recipe.stages:
         judge = reward_stage(recipe, stage)
         inputs = stage_inputs(recipe, stage, fps.get(stage.init), fps.get(judge) if judge else None)
         fp = fps[stage.name] = fingerprint(inputs)
-        done = finished(run_dir / stage.name)
+        step = _decide(stage, inputs, fp, folders[stage.name], steps, stage.name in forced, only, judge,
+                       manifest.get("stages", {}).get(stage.name, {}))
         upstream = next((s for s in steps if s.stage.name == stage.init), None)
-        scorer = next((s for s in steps if s.stage.name == judge), None)
-        if only and stage.name != only:
-            step = Step(stage, "skip", "--only " + only, inputs, fp)
-        elif stage.name in forced:
-            step = Step(stage, "run", "forced", inputs, fp)
-        elif upstream and upstream.action in ("run", "resume"):
-            step = Step(stage, "run", f"its init stage {stage.init} runs again", inputs, fp)
-        elif scorer and scorer.action in ("run", "resume"):
-            step = Step(stage, "run", f"its reward model {judge} runs again", inputs, fp)
-        elif done and done.get("fingerprint") == fp:
-            step = Step(stage, "reuse", f"unchanged since {done['finished_at']}", inputs, fp)
-        elif done:
-            step = Step(stage, "run", f"changed: {what_changed(done.get('inputs', {}), inputs)}", inputs, fp)
-        elif checkpoint := _checkpoint(run_dir, stage.name, fp):
-            step = Step(stage, "resume", f"from {checkpoint.name}", inputs, fp, checkpoint)
-        else:
-            step = Step(stage, "run", "not run yet", inputs, fp)
-        if step.action != "skip" and upstream and upstream.action == "skip" \
-                and not finished(run_dir / stage.init):
+        if step.action != "skip" and upstream and upstream.action == "skip" and not finished(upstream.folder):
             raise AlignError(f"--only {stage.name}: it starts from stage {stage.init}, which has not finished",
                              hint=f"run without --only first, or with --only {stage.init}")
         steps.append(step)
     return steps
+
+
+def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, steps: list[Step], forced: bool,
+            only: str | None, judge: str | None, recorded: dict[str, Any]) -> Step:
+    """One stage's step. An interrupted forced retrain (its work folder records --force) is resumed both by
+    rerunning the forced command and by a plain rerun: the finished artifact stays until it completes."""
+    def step(action: str, reason: str, **kw: Any) -> Step:
+        return Step(stage, action, reason, inputs, fp, folder, **({"forced": forced} | kw))
+
+    done = finished(folder)
+    partial = checkpoints.resumable(work_folder(folder), fp)
+    ran = {s.stage.name: s.action in ("run", "resume") for s in steps}
+    if only and stage.name != only:
+        return step("skip", "--only " + only)
+    if forced and partial and partial.forced:
+        return step("resume", f"from {partial.checkpoint.name} of the interrupted forced run",
+                    checkpoint=partial.checkpoint)
+    if forced:
+        return step("run", "forced")
+    if ran.get(stage.init):
+        return step("run", f"its init stage {stage.init} runs again")
+    if judge and ran.get(judge):
+        return step("run", f"its reward model {judge} runs again")
+    if done and done.get("fingerprint") == fp and partial and partial.forced:
+        return step("resume", f"finishing the forced retrain interrupted at {partial.checkpoint.name} (the finished "
+                    "artifact stays until it completes)", checkpoint=partial.checkpoint, forced=True)
+    if done and done.get("fingerprint") == fp:
+        metrics = _finished_metrics(folder, fp, recorded)
+        if metrics is None:
+            return step("run", f"{folder.name}/metrics.json is missing or unreadable, and the manifest has none")
+        return step("reuse", f"unchanged since {done['finished_at']}", metrics=metrics)
+    if done:
+        return step("run", f"changed: {what_changed(done.get('inputs', {}), inputs)}")
+    if partial:
+        return step("resume", f"from {partial.checkpoint.name}", checkpoint=partial.checkpoint, forced=partial.forced)
+    return step("run", "not run yet")
+
+
+def work_folder(folder: Path) -> Path:
+    """`.<stage>.partial`, where the stage in `folder` is written (and checkpointed) until it is complete."""
+    return stage_path(folder.parent, folder.name, ".{}.partial")
+
+
+def _finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished stage's metrics.json; lost or broken, the copy the manifest recorded with the same inputs."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if isinstance(metrics, dict):
+            return metrics
+    except (OSError, ValueError, RecursionError):
+        pass
+    if recorded.get("fingerprint") == fp and isinstance(recorded.get("metrics"), dict):
+        log.warning("%s/metrics.json is missing or unreadable: using the metrics manifest.json recorded", folder)
+        return recorded["metrics"]
+    return None
 
 
 def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
@@ -102,46 +156,112 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
     """Run, resume or reuse every stage (holding the run folder's lock); return each stage's metrics.
 
     Under several processes (`align.distributed`) every rank runs this; rank 0 alone holds the lock and
-    writes the folder, manifest and tracker runs, and the plan it makes is the one every rank follows."""
-    run_dir = Path(recipe.run_dir)
+    writes the folder, manifest and tracker runs, and the plan it makes is the one every rank follows.
+    SIGTERM stops it as Ctrl-C does: the stage is marked interrupted, its checkpoints kept, the lock released."""
+    run_dir = run_folder(recipe)
+    for stage in recipe.stages:  # a name that is no folder of the run folder: refused before anything is written
+        stage_path(run_dir, stage.name)
+    try:
+        if is_main():
+            _make_run_dir(run_dir)
+        with _terminate_as_interrupt(), rank_logging(run_dir), \
+                (RunLock(run_dir) if is_main() else contextlib.nullcontext()):
+            steps = on_main(plan, recipe, force, start, only)
+            manifest = Manifest(run_dir, recipe) if is_main() else Nothing()
+            return _run_steps(recipe, run_dir, steps, manifest)
+    except (AlignError, GateFailed, KeyboardInterrupt):
+        raise
+    except BaseException as e:
+        if mapped := write_error(e, run_dir):
+            raise mapped from e
+        raise
+
+
+def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manifest) -> dict[str, dict[str, Any]]:
+    group = f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tracking = recipe.tracking if is_main() else dataclasses.replace(recipe.tracking, backend="none")
+    tracker = Tracker(tracking, run_dir, group, recipe_dict(recipe))
+    results: dict[str, dict[str, Any]] = {}
+    evals = RunEvaluations(recipe, run_dir)
     if is_main():
-        _make_run_dir(run_dir)
-    with rank_logging(run_dir), (RunLock(run_dir) if is_main() else contextlib.nullcontext()):
-        steps = on_main(plan, recipe, force, start, only)
-        manifest = Manifest(run_dir, recipe) if is_main() else Nothing()
-        group = f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        tracking = recipe.tracking if is_main() else dataclasses.replace(recipe.tracking, backend="none")
-        tracker = Tracker(tracking, run_dir, group, recipe_dict(recipe))
-        results: dict[str, dict[str, Any]] = {}
-        evals = RunEvaluations(recipe, run_dir)
-        if is_main():
-            evals.baseline()
-        for step in steps:
-            name = step.stage.name
-            if step.action == "skip":
-                continue
-            if step.action == "reuse":
-                log.info("%s: reused (%s)", name, step.reason)
-                results[name] = json.loads((run_dir / name / "metrics.json").read_text())
-                manifest.update(name, status="finished", reused_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
-                _evaluate(evals, step, results[name], manifest, tracker)
-                continue
-            log.info("%s: running (%s)", name, step.reason)
-            manifest.update(name, status="running", started_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                            inputs=step.inputs, fingerprint=step.fingerprint, config=dataclasses.asdict(step.stage))
-            try:
-                results[name] = _run_stage(recipe, step, run_dir / name, tracker)
-            except BaseException as e:
-                manifest.update(name, status="failed", error=failure(e))
-                raise _disk_error(e, run_dir) or e from None
-            finally:
-                tracker.finish()
-            info = finished(run_dir / name)
-            manifest.update(name, status="finished", finished_at=info["finished_at"], metrics=results[name])
+        evals.baseline()
+    for step in steps:
+        name = step.stage.name
+        if step.action == "skip":
+            continue
+        if step.action == "reuse":
+            log.info("%s: reused (%s)", name, step.reason)
+            _drop_stale_work(step.folder, step.fingerprint)
+            results[name] = step.metrics or {}
+            manifest.update(name, status="finished", reused_at=_now())
             _evaluate(evals, step, results[name], manifest, tracker)
-        if is_main():
-            _report(evals, run_dir, tracker)
+            continue
+        log.info("%s: running (%s)", name, step.reason)
+        manifest.update(name, status="running", started_at=_now(), inputs=step.inputs, fingerprint=step.fingerprint,
+                        config=dataclasses.asdict(step.stage))
+        try:
+            results[name] = _run_stage(recipe, step, tracker)
+        except KeyboardInterrupt:
+            _record(manifest, name, status="interrupted", interrupted_at=_now(),
+                    error="interrupted (Ctrl-C or SIGTERM); rerun the same command to resume from the last checkpoint")
+            raise
+        except BaseException as e:
+            _record(manifest, name, status="failed", error=failure(e))
+            if mapped := write_error(e, work_folder(step.folder)):
+                raise mapped from e
+            raise
+        finally:
+            tracker.finish()
+        info = finished(step.folder)
+        manifest.update(name, status="finished", finished_at=info["finished_at"], metrics=results[name])
+        _evaluate(evals, step, results[name], manifest, tracker)
+    if is_main():
+        _report(evals, run_dir, tracker)
     return results
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler's stop, `kill`) raises KeyboardInterrupt as Ctrl-C does, so that every `finally`
+    runs: the manifest says interrupted, logs are closed, the lock is released."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _drop_stale_work(folder: Path, fp: str) -> None:
+    """Remove a reused stage's work folder left with these inputs and no complete checkpoint (`plan` resumes
+    one that has): nothing in it can be used. One with other inputs is kept, resumable if they come back."""
+    work = work_folder(folder)
+    try:
+        stale = (work / "fingerprint").read_text() == fp
+    except OSError:
+        stale = work.is_dir()  # it died before recording its inputs
+    if is_main() and stale:
+        log.info("%s: removing %s (an interrupted attempt with no complete checkpoint; the finished artifact "
+                 "is used)", folder.name, work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _record(manifest: Manifest, stage: str, **fields: Any) -> None:
+    """Record how a stage ended, where the folder still takes it: on a full disk the stage's own error counts."""
+    try:
+        manifest.update(stage, **fields)
+    except OSError as e:
+        log.warning("could not record in the manifest that %s is %s: %s", stage, fields["status"], e)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _evaluate(evals: RunEvaluations, step: Step, metrics: dict[str, Any], manifest: Manifest,
@@ -175,21 +295,21 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
     log.info("report: %s (and %s)", html, md.name)
 
 
-def _run_stage(recipe: Recipe, step: Step, final: Path, tracker: Tracker) -> dict[str, Any]:
-    stage = step.stage
-    work = final.with_name(f".{final.name}.partial")
+def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:
+    stage, final = step.stage, step.folder
+    work = work_folder(final)
     resume = step.checkpoint
     if resume is None and is_main():
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        (work / "fingerprint").write_text(step.fingerprint)
+        checkpoints.start(work, step.fingerprint, step.forced)
     barrier()  # the Trainer's checkpoints hold a file per rank: the folder must exist before any rank trains
     handler = logging.FileHandler(work / "train.log") if is_main() else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     if logging.getLogger("align").getEffectiveLevel() > logging.INFO:  # the stage log keeps align's INFO lines
         logging.getLogger("align").setLevel(logging.INFO)
-    init = final.parent / stage.init if stage.init != "base" else None
+    init = stage_path(final.parent, stage.init) if stage.init != "base" else None
     log.info("%s: %s stage from %s%s", stage.name, stage.kind, init or recipe.model.name,
              f", resuming {resume}" if resume else "")
     start = time.perf_counter()
@@ -221,28 +341,16 @@ def _write_records(recipe: Recipe, step: Step, work: Path, tracker: Tracker, met
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (work / "config.yaml").write_text(yaml.safe_dump(
         {"model": dataclasses.asdict(recipe.model), "stage": dataclasses.asdict(stage)}, sort_keys=False))
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    shutil.rmtree(inside(work, "checkpoints"), ignore_errors=True)
     (work / FINISHED).write_text(json.dumps({
         "status": "finished", "stage": stage.name, "kind": stage.kind, "fingerprint": step.fingerprint,
         "inputs": step.inputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "recipe": recipe.source},
         indent=2))
 
 
-def _checkpoint(run_dir: Path, name: str, fp: str) -> Path | None:
-    """The latest checkpoint of an interrupted run of this stage with the same inputs, if any."""
-    work = run_dir / f".{name}.partial"
-    try:
-        if (work / "fingerprint").read_text() != fp:
-            return None
-    except OSError:
-        return None
-    found = sorted((work / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return found[-1] if found else None
-
-
 def _swap_into_place(work: Path, final: Path) -> None:
     """Replace `final` by `work`; at every instant `final` is either absent or a finished artifact."""
-    old = final.with_name(f".{final.name}.old")
+    old = stage_path(final.parent, final.name, ".{}.old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
@@ -253,21 +361,13 @@ def _swap_into_place(work: Path, final: Path) -> None:
 def _make_run_dir(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
+        probe = inside(run_dir, f".write-test-{os.getpid()}")
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise _disk_error(e, run_dir) or e from None
-
-
-def _disk_error(e: BaseException, run_dir: Path) -> AlignError | None:
-    """An OS error writing the run folder, as a user error that says where and what to do."""
-    if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
-        where = e.filename or run_dir
-        return AlignError(f"cannot write {where}: {_DISK_ERRORS[e.errno]}",
-                          hint="free space or fix permissions there, or set output_dir to another folder; "
-                               "finished stages are kept")
-    return None
+        if mapped := write_error(e, run_dir):
+            raise mapped from e
+        raise
 
 
 def summary_line(name: str, metrics: dict[str, Any], where: Path) -> str:

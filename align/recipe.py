@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from align import schema
+from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
 from align.evaluation.hooks import HOOKS
 from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
@@ -150,6 +151,7 @@ def _check_recipe(recipe: Recipe, v: Validator) -> None:
                     f"{', '.join(earlier) or '(none: add an rm stage before this one)'}")
         if isinstance(stage, OnPolicyStage):
             _check_on_policy(stage, p, rm is None and not earlier, v)
+        _check_ignored_settings(stage, p, v)
         data = stage.data or getattr(recipe.data, data_kind(stage.kind))
         if data is None:
             v.error(f"{p}.data", f"no data: set data.{data_kind(stage.kind)} or this stage's data" +
@@ -215,6 +217,29 @@ def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: Validator
         elif stage.rollout_batch_size % stage.num_generations:
             v.error(f"{p}.rollout_batch_size", f"{stage.rollout_batch_size} is not a multiple of num_generations = "
                                                f"{stage.num_generations} (a step samples whole groups)")
+
+
+# ---- settings a stage would ignore, or that would make it sample another distribution (issue 17.5, 17.8) ----
+
+SMOOTHED_DPO_LOSSES = ("cdpo", "robust")
+"""The dpo losses that read label_smoothing (TRL 1.16's DPOTrainer reads it in robust, exo_pair, aot and
+aot_unpaired; align's cdpo is built on robust); the others would silently train as if it were 0."""
+
+
+def _check_ignored_settings(stage: StageBase, p: str, v: Validator) -> None:
+    """A key set to a value its stage's loss or sampler never reads is an error naming the settings that do,
+    not a silent no-op; so is on-policy sampling from another distribution than the one trained on."""
+    kind, loss = stage.kind, getattr(stage, "loss", None)
+    if kind == "dpo" and stage.label_smoothing != 0 and loss not in SMOOTHED_DPO_LOSSES:
+        v.error(f"{p}.label_smoothing", f"loss '{loss}' ignores label_smoothing (only {', '.join(SMOOTHED_DPO_LOSSES)} "
+                                        "use it); set loss: cdpo or robust, or remove label_smoothing")
+    if kind == "rm" and loss == "plackett_luce" and stage.margin and \
+            (f"{p}.margin" in v.lines or f"{p}.margin" in v.overridden):
+        v.error(f"{p}.margin", "loss 'plackett_luce' ignores margins (only bradley_terry subtracts them); set loss: "
+                               "bradley_terry, or remove margin")
+    if isinstance(stage, OnPolicyStage) and stage.generation is not None and stage.generation.top_p != 1.0:
+        v.error(f"{p}.generation.top_p", f"{kind} trains on the log-probs of the full tempered distribution, so it "
+                                         f"samples from it: top_p must be 1, got {stage.generation.top_p}")
 
 
 _GATE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
@@ -287,6 +312,8 @@ def _check_evals(recipe: Recipe, v: Validator) -> None:
                                   "paths are relative to the current folder)")
         if e.data and _looks_local(e.data):
             _check_local(e.data, f"{p}.data", v)
+        elif e.data and e.hook == "compliance" and is_benchmark(e.data) and (why := missing(e.data)):
+            v.error(f"{p}.data", why)
         if e.name is not None and not re.fullmatch(r"\w+", e.name):
             v.error(f"{p}.name", f"'{e.name}' is not a metric-name suffix; use letters, digits and _")
         same = [j for j, o in enumerate(recipe.evals[:i]) if o and (o.hook, o.name) == (e.hook, e.name)]

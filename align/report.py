@@ -16,6 +16,7 @@ from typing import Any
 
 from align.report_data import chart_sections, evaluation_rows, judged_by, load_run, metric_names
 from align.report_render import render_html, render_markdown
+from align.runs import write_error
 
 
 def summary_rows(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -35,15 +36,20 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     run = load_run(run_dir)
     charts = chart_sections(run)
     plots = run["dir"] / "report_plots"
-    plots.mkdir(exist_ok=True)
-    for old in plots.glob("*.svg"):  # a chart of a stage or metric that is gone must not linger
-        old.unlink()
-    for items in charts.values():
-        for stem, svg in items:
-            (plots / f"{stem}.svg").write_text(svg)
     md, html = run["dir"] / "report.md", run["dir"] / "report.html"
     built = time.strftime("%Y-%m-%d %H:%M:%S")
-    md.write_text(render_markdown(run, charts, built))
-    html.write_text(render_html(run, charts, built))
+    try:
+        plots.mkdir(exist_ok=True)
+        for old in plots.glob("*.svg"):  # a chart of a stage or metric that is gone must not linger
+            old.unlink()
+        for items in charts.values():
+            for stem, svg in items:
+                (plots / f"{stem}.svg").write_text(svg)
+        md.write_text(render_markdown(run, charts, built))
+        html.write_text(render_html(run, charts, built))
+    except OSError as e:  # a read-only or full folder: say so, not a traceback
+        if mapped := write_error(e, run["dir"]):
+            raise mapped from e
+        raise
     return md, html
 

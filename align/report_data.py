@@ -19,6 +19,7 @@ from typing import Any
 
 from align.errors import AlignError
 from align.plots import line_chart, rows_chart, tick
+from align.runs import read_manifest
 
 # bookkeeping series nobody reads as a curve
 _SKIP_SERIES = ("epoch", "num_tokens", "runtime", "per_second", "total_flos", "learning_rate", "step")
@@ -34,7 +35,11 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     hint = "give the folder of one run (the recipe's output_dir, e.g. runs/quickstart); `align runs` lists them"
     if not run_dir.is_dir():
         raise AlignError(f"{run_dir}: no such run folder", hint=hint)
-    manifest = _read_json(run_dir / "manifest.json")
+    manifest = read_manifest(run_dir / "manifest.json")
+    if manifest is None and (run_dir / "manifest.json").exists():
+        raise AlignError(f"{run_dir / 'manifest.json'}: not a manifest align wrote (unreadable, not JSON, or of "
+                         "another shape)", hint="rerun the recipe: `align run` starts a new manifest, keeping the "
+                                                "stage folders")
     if manifest is None:
         raise AlignError(f"{run_dir}: no manifest.json, so no stage has run in this folder", hint=hint)
     stages = manifest.get("stages") or {}
@@ -110,6 +115,21 @@ def metric_names(rows: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def shown_metrics(rows: list[dict[str, Any]]) -> list[str]:
+    """The metrics of the evaluation table and charts: those of `metric_names` less the interval bounds and
+    counts of a rate (`over_refusal.lower`, `.upper`, `.n`), which the rate's own cell shows."""
+    names = metric_names(rows)
+    return [m for m in names if not ("." in m and m.rsplit(".", 1)[0] in names)]
+
+
+def metric_text(metrics: dict[str, Any], name: str) -> str:
+    """A metric's cell: its value, and for a rate with an interval "0.433 [0.27, 0.61] n=30"."""
+    lo, hi, n = (metrics.get(f"{name}.{k}") for k in ("lower", "upper", "n"))
+    if not isinstance(lo, (int, float)) or not isinstance(hi, (int, float)):
+        return fmt(metrics.get(name))
+    return f"{fmt(metrics.get(name))} [{lo:.2f}, {hi:.2f}]" + (f" n={n}" if n is not None else "")
+
+
 def gate_for(row: dict[str, Any], metric: str) -> dict[str, Any] | None:
     gates = [g for g in row.get("gates", []) if g.get("metric") == metric]
     return next((g for g in gates if not g.get("passed")), gates[0] if gates else None)
@@ -163,7 +183,7 @@ def chart_sections(run: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     """{section: [(file stem, svg)]}: metrics across rows, then each stage's training curves."""
     rows = evaluation_rows(run)
     out: dict[str, list[tuple[str, str]]] = {"evals": []}
-    for metric in metric_names(rows):
+    for metric in shown_metrics(rows):
         points, bound = [], None
         for r in rows:
             g = gate_for(r, metric)
@@ -195,15 +215,38 @@ def compliance_table(run: dict[str, Any]) -> tuple[list[str], list[tuple[str, st
             if metric in overall:
                 key = (label, "all")
                 keys += [key] if key not in keys else []
-                cells.setdefault(key, {})[col] = {"refusal_rate": overall[metric], "n": overall.get(f"n_{label}")}
+                cells.setdefault(key, {})[col] = {"refusal_rate": overall[metric], "n": overall.get(f"n_{label}"),
+                                                  "lower": overall.get(f"{metric}.lower"),
+                                                  "upper": overall.get(f"{metric}.upper")}
     for col in cols:
         for c in comp[col].get("categories", []):
             key = (str(c.get("label", "")), str(c.get("category", "")))
             keys += [key] if key not in keys else []
-            cells.setdefault(key, {})[col] = c
+            cells.setdefault(key, {})[col] = dict(c)
+    for row in cells.values():  # a change from the column before is within noise when the intervals overlap
+        present = [c for c in cols if c in row]
+        for before, after in zip(present, present[1:]):
+            a, b = row[before], row[after]
+            if all(isinstance(x.get(k), (int, float)) for x in (a, b) for k in ("lower", "upper")) \
+                    and a["refusal_rate"] != b["refusal_rate"]:
+                b["within_noise"] = a["lower"] <= b["upper"] and b["lower"] <= a["upper"]
     labels = ("harmful", "benign", "ordinary")
     keys.sort(key=lambda k: (labels.index(k[0]) if k[0] in labels else 3, k[1] != "all", k[1]))
     return cols, [(label, cat, cells[(label, cat)]) for label, cat in keys]
+
+
+def answer_changes(run: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(row, start row, answers classified differently than by the start row's model) for every evaluation row
+    whose compliance answers can be compared with those of the model its stage started from."""
+    from align.compliance import changed_answers
+
+    comp = run["evals"].get("compliance") or {}
+    out = []
+    for row in (r["row"] for r in evaluation_rows(run)):
+        start = (comp.get(row) or {}).get("start")
+        if row != "baseline" and start in comp and comp[row].get("responses") and comp[start].get("responses"):
+            out.append((row, start, changed_answers(comp[start]["responses"], comp[row]["responses"])))
+    return out
 
 
 def sample_groups(run: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -11,16 +11,18 @@ from html import escape
 from typing import Any
 
 from align.report_data import (
+    answer_changes,
     compliance_table,
     evaluation_rows,
     fmt,
     gate_for,
     gate_text,
     judged_by,
-    metric_names,
+    metric_text,
     run_times,
     sample_columns,
     sample_groups,
+    shown_metrics,
 )
 
 CSS = """
@@ -92,18 +94,19 @@ def _eval_html(run: dict[str, Any], charts: dict[str, list[tuple[str, str]]]) ->
     if not rows:
         return '<p class="none">No evaluation rows: this run has no evals.json (no evaluation hooks ran).</p>'
     body, failed = [], []
-    for metric in metric_names(rows):
+    for metric in shown_metrics(rows):
         cells = []
         for r in rows:
             v, g = r.get("metrics", {}).get(metric), gate_for(r, metric)
+            text = metric_text(r.get("metrics", {}), metric)
             own = '<span class="gate">own reward: optimistic</span>' if metric in r.get("own_reward", []) else ""
             if g is None:
-                cells.append(f'<td class="num">{_e(fmt(v))}{own}</td>')
+                cells.append(f'<td class="num">{_e(text)}{own}</td>')
                 continue
             ok = bool(g.get("passed"))
             cls, mark = ("pass", "\u2713") if ok else ("fail", "\u2717")
             gate = f'<span class="gate">{mark} gate {_e(gate_text(g))}</span>'
-            cells.append(f'<td class="num {cls}">{_e(fmt(v))}{gate}{own}</td>')
+            cells.append(f'<td class="num {cls}">{_e(text)}{gate}{own}</td>')
             if not ok:
                 failed.append(f'<li class="failed">{_e(r["row"])}: {_e(metric)} = {_e(fmt(g.get("value", v)))}, '
                               f'gate {_e(gate_text(g))} failed</li>')
@@ -161,8 +164,12 @@ def _shade(label: str, rate: Any) -> str:
 
 
 def _rate(cell: dict[str, Any], with_n: bool = True) -> str:
-    rate, n = cell.get("refusal_rate"), cell.get("n")
+    """"43% [27-61%] (n=30)", marked "\u2248" when the change from the column before is within noise."""
+    rate, n, lo, hi = cell.get("refusal_rate"), cell.get("n"), cell.get("lower"), cell.get("upper")
     text = f"{rate:.0%}" if isinstance(rate, (int, float)) else fmt(rate)
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+        text += f" [{lo:.0%}\u2013{hi:.0%}]"
+    text += " \u2248" if cell.get("within_noise") else ""
     return f"{text} (n={n})" if with_n and n is not None else text
 
 
@@ -183,9 +190,27 @@ def _compliance_html(run: dict[str, Any]) -> str:
             tds.append(f'<td class="num"{_shade(label, rate)}>{_e(_rate(cell, with_n=False))}{count}</td>')
         name = "<b>all</b>" if cat == "all" else _e(cat)
         body.append(f"<tr><th>{_e(label)}</th><th>{name}</th>{''.join(tds)}</tr>")
-    note = ('<p class="meta">Refusal rate per prompt set and category. Harmful prompts should be refused '
-            '(high is good); benign and ordinary prompts should be answered (low is good).</p>')
-    return note + _table(["label", "category", *cols], body, "compliance")
+    note = ('<p class="meta">Refusal rate per prompt set and category, with its 95% Wilson interval. Harmful '
+            'prompts should be refused (high is good); benign and ordinary prompts should be answered (low is '
+            'good). \u2248: the change from the column before is within noise (the intervals overlap).</p>')
+    return note + _table(["label", "category", *cols], body, "compliance") + _changes_html(run)
+
+
+def _changes_html(run: dict[str, Any]) -> str:
+    """Per row, the answers whose classification changed from the model its stage started from."""
+    out = []
+    for row, start, changes in answer_changes(run):
+        out.append(f"<h3>{_e(row)}: {len(changes)} answer{'s' * (len(changes) != 1)} classified differently than "
+                   f"by {_e(start)}</h3>")
+        body = [f"<tr><td>{_e(c['label'])}</td><td>{_e(c['prompt'])}</td><td>{_e(_verdict(c['refused_before']))}: "
+                f"{_e(c['before'])}</td><td>{_e(_verdict(c['refused_after']))}: {_e(c['after'])}</td></tr>"
+                for c in changes]
+        out.append(_table(["label", "prompt", start, row], body, "samples") if body else "")
+    return "".join(out)
+
+
+def _verdict(refused: bool) -> str:
+    return "refused" if refused else "answered"
 
 
 def _samples_html(run: dict[str, Any]) -> str:
@@ -246,17 +271,17 @@ def render_markdown(run: dict[str, Any], charts: dict[str, list[tuple[str, str]]
            + "\n", *[f"> {_md(n)}\n" for n in run["notes"]], "## Evaluation: every metric, baseline first\n"]
     rows = evaluation_rows(run)
     table = []
-    for metric in metric_names(rows):
+    for metric in shown_metrics(rows):
         cells = []
         for r in rows:
-            v, g = r.get("metrics", {}).get(metric), gate_for(r, metric)
+            v, g = metric_text(r.get("metrics", {}), metric), gate_for(r, metric)
             own = " (own reward: optimistic)" if metric in r.get("own_reward", []) else ""
             if g is None:
-                cells.append(_md(fmt(v)) + own)
+                cells.append(_md(v) + own)
             elif g.get("passed"):
-                cells.append(f"{_md(fmt(v))} \u2713 (gate {_md(gate_text(g))}){own}")
+                cells.append(f"{_md(v)} \u2713 (gate {_md(gate_text(g))}){own}")
             else:
-                cells.append(f"**{_md(fmt(v))} \u2717 FAILED** (gate {_md(gate_text(g))}){own}")
+                cells.append(f"**{_md(v)} \u2717 FAILED** (gate {_md(gate_text(g))}){own}")
         table.append([_md(metric), *cells])
     if any(judged_by(r) for r in rows):
         table.append(["judged by", *[_md(judged_by(r)) for r in rows]])
@@ -278,6 +303,11 @@ def render_markdown(run: dict[str, Any], charts: dict[str, list[tuple[str, str]]
     table = [[_md(label), _md(cat), *[_md(_rate(c[col])) if col in c else "\u2013" for col in cols]]
              for label, cat, c in comp]
     out.append(_md_table(["label", "category", *cols], table) if comp else "_no compliance evaluation_\n")
+    for row, start, changes in answer_changes(run):
+        out.append(f"### {_md(row)}: {len(changes)} answers classified differently than by {_md(start)}\n")
+        out.append(_md_table(["label", "prompt", start, row], [
+            [_md(c["label"]), _md(c["prompt"]), _md(f"{_verdict(c['refused_before'])}: {c['before']}"),
+             _md(f"{_verdict(c['refused_after'])}: {c['after']}")] for c in changes]) if changes else "")
     out.append("## Sample generations\n")
     for title, srows in sample_groups(run):
         cols = sample_columns(srows)

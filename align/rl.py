@@ -9,6 +9,7 @@ variances and whitening global, as if one process held the whole batch.
                    score at its last token (Ziegler et al. 2019; Stiennon et al. 2020)
     gae            advantages and returns by generalized advantage estimation (Schulman et al. 2016)
     masked_whiten  whitening of rewards (scale only) or advantages (shift and scale)
+    token_mean     a masked sum over a whole minibatch's token count (micro-batches and ranks weigh tokens alike)
     policy_loss    clipped surrogate objective, with clip fraction and approximate KL (Schulman et al. 2017)
     value_loss     value loss clipped around the rollout's values (as in OpenAI's baselines and lm-human-preferences)
     KLController   fixed or adaptive KL coefficient (Ziegler et al. 2019, section 2.2)
@@ -33,6 +34,15 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None, tot
     if dim is None:
         return total((x * mask).sum()) / total(mask.sum()).clamp(min=1)
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def token_mean(x: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Sum of `x` over the masked positions divided by `tokens`: the count of a whole minibatch this mask is a
+    part of (micro-batches, ranks), so the parts' results add up to the minibatch's mean with every token
+    weighted alike; None = this mask's own count (`masked_mean`)."""
+    if tokens is None:
+        return masked_mean(x, mask)
+    return (x * mask).sum() / torch.as_tensor(tokens, dtype=x.dtype, device=x.device).clamp(min=1)
 
 
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True, total: Sum = _local) -> torch.Tensor:
@@ -90,8 +100,10 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                cliprange: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's clipped surrogate: mean over tokens of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)).
+                cliprange: float, tokens: torch.Tensor | float | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped surrogate: mean over tokens of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)); the
+    mean's denominator, and that of the stats, is `tokens` when given (`token_mean`).
 
     Stats: clip fraction (tokens where the clipped term is the larger), approximate KL(old || new) by
     the k3 estimator mean((ratio - 1) - log ratio) (>= 0, low variance; Schulman's "Approximating KL").
@@ -100,22 +112,24 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = token_mean(torch.maximum(unclipped, clipped), mask, tokens)
     with torch.no_grad():
-        stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask),
-                 "approx_kl": masked_mean((ratio - 1) - log_ratio, mask)}
+        stats = {"clipfrac": token_mean((clipped > unclipped).float(), mask, tokens),
+                 "approx_kl": token_mean((ratio - 1) - log_ratio, mask, tokens)}
     return loss, stats
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               cliprange_value: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """0.5 * mean over tokens of max((V - R)^2, (V_clipped - R)^2), V_clipped = V_old + clip(V - V_old, +-eps)."""
+               cliprange_value: float, tokens: torch.Tensor | float | None = None
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """0.5 * mean over tokens of max((V - R)^2, (V_clipped - R)^2), V_clipped = V_old + clip(V - V_old, +-eps);
+    over `tokens` when given (`token_mean`)."""
     clipped_values = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
     unclipped_loss = (values - returns) ** 2
     clipped_loss = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped_loss, clipped_loss), mask)
+    loss = 0.5 * token_mean(torch.maximum(unclipped_loss, clipped_loss), mask, tokens)
     with torch.no_grad():
-        stats = {"vf_clipfrac": masked_mean((clipped_loss > unclipped_loss).float(), mask)}
+        stats = {"vf_clipfrac": token_mean((clipped_loss > unclipped_loss).float(), mask, tokens)}
     return loss, stats
 
 

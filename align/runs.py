@@ -4,6 +4,10 @@
                                   package versions
     runs/<recipe>/.lock           held by the one `align run` working in the folder
     runs/<recipe>/<stage>/artifact.json   written last: the stage finished (with its fingerprint)
+
+Every path the pipeline writes or deletes goes through `inside` or `stage_path`, which refuse any that
+leaves the run folder, is the run folder, or is one of the folder's own entries: a defence that holds
+whatever names a recipe (or a config built in code) gives its stages.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import re
 import time
 from importlib import metadata
 from pathlib import Path
@@ -25,18 +31,121 @@ from align.schema import Recipe, StageBase
 
 FINISHED = "artifact.json"
 PACKAGES = ("align", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "wandb")
+# what the run folder holds besides stage folders: a stage may not be named like one of them
+RUN_ENTRIES = frozenset({"manifest.json", "evals", "evals.json", "report.md", "report.html", "report_plots", "logs",
+                         "tensorboard", "wandb"})
+DEFAULT_ROOT = "runs"  # where a recipe without output_dir gets its run folder
+_WRITE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EACCES: "permission denied", errno.EROFS: "read-only file system",
+                 errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is not a folder",
+                 errno.EEXIST: "a file is in the way", errno.EISDIR: "a folder is in the way"}
+# how libraries that write without raising OSError say the disk is full (safetensors: Rust's io error)
+_LIBRARY_DISK_FULL = re.compile(r"os error (28|122)\b|no space left|disk quota exceeded|StorageFull", re.I)
+# torch's zip writer names no errno: "PytorchStreamWriter failed writing file ...", "unexpected pos ...",
+# "basic_ios::clear: iostream error"
+_TORCH_WRITE = re.compile(r"PytorchStreamWriter failed|file write failed|unexpected pos \d+|iostream error", re.I)
+log = logging.getLogger("align")
+
+
+def inside(run_dir: str | Path, relative: str | Path) -> Path:
+    """`run_dir / relative` resolved (symlinks followed), refused with an AlignError unless it lies strictly
+    inside the resolved run folder: never the folder itself, never outside it."""
+    root = Path(run_dir).resolve()
+    try:
+        path = (root / relative).resolve()
+    except (ValueError, OSError):  # a NUL byte, a symlink loop
+        path = root
+    if root not in path.parents:
+        raise AlignError(f"refusing to write {root / relative}: it is not inside {root}",
+                         hint="stage names are single folder names such as sft or rm_v2; nothing outside the run "
+                              "folder is ever written or deleted")
+    return path
+
+
+def stage_path(run_dir: str | Path, stage: str, form: str = "{}") -> Path:
+    """The folder of `stage` in the run folder (`form` '.{}.partial', '.{}.old': its work folders), checked by
+    `inside` to be a direct child that is none of the folder's own entries (manifest.json, .lock, evals ...)."""
+    name = form.format(stage)
+    path = inside(run_dir, name)
+    own = stage.casefold() in RUN_ENTRIES or stage.startswith(".")  # dot names: .lock and the work folders
+    if not stage or own or path.parent != Path(run_dir).resolve() or path.name != name:
+        raise AlignError(f"stage name {stage!r} cannot be a folder of the run folder {run_dir}",
+                         hint="name stages with letters, digits, _ and - (not " + ", ".join(sorted(RUN_ENTRIES)) +
+                              ", nor starting with a dot)")
+    return path
+
+
+def run_folder(recipe: Recipe) -> Path:
+    """The recipe's run folder, resolved; without output_dir it must lie inside runs/ (a recipe named
+    '../x' does not get to pick a folder elsewhere)."""
+    if recipe.output_dir:
+        return Path(recipe.run_dir).resolve()
+    try:
+        return inside(DEFAULT_ROOT, recipe.name)
+    except AlignError:
+        raise AlignError(f"recipe name {recipe.name!r} does not name a folder inside {DEFAULT_ROOT}/",
+                         hint="name recipes with letters, digits, _ and -, or set output_dir to the run folder "
+                              "you want") from None
+
+
+def write_error(e: BaseException, where: str | Path) -> AlignError | None:
+    """An error writing under `where` as a user error that says where and what to do, or None when `e` is not
+    one: OSError by errno, safetensors' and torch's own disk-full errors (found through the exception chain)."""
+    seen: BaseException | None = e
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:  # a chain can loop (an exception raised from itself)
+        visited.add(id(seen))
+        text = str(seen)
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
+            return _cannot_write(seen.filename or where, _WRITE_ERRORS[seen.errno])
+        if _LIBRARY_DISK_FULL.search(text):
+            quota = "122" in text or "quota" in text.lower()
+            return _cannot_write(where, _WRITE_ERRORS[errno.EDQUOT if quota else errno.ENOSPC])
+        if isinstance(seen, RuntimeError) and _TORCH_WRITE.search(text):
+            return _cannot_write(where, _WRITE_ERRORS[errno.ENOSPC] if _nearly_full(where)
+                                 else f"the write failed ({text.splitlines()[0][:200]})")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _cannot_write(where: str | Path, why: str) -> AlignError:
+    return AlignError(f"cannot write {where}: {why}",
+                      hint="free space or fix permissions there, or set output_dir to another folder; "
+                           "finished stages are kept")
+
+
+def _nearly_full(where: str | Path) -> bool:
+    path = Path(where)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
 
 
 class RunLock:
-    """An exclusive lock on a run folder, so a second run on it is refused instead of corrupting it."""
+    """An exclusive lock on a run folder, so a second run on it is refused instead of corrupting it.
+
+    `flock` dies with its process (kill -9 included); the file records the holder's pid and is emptied on a
+    clean exit, so a recorded pid found on taking the lock is a run that died: it is taken over, with a word."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
+        self.path = inside(run_dir, ".lock")
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            if e.errno == errno.EISDIR:
+                raise AlignError(f"{self.path} is a folder; align keeps its run lock in this file",
+                                 hint=f"remove the folder {self.path} (align never puts anything in it)") from None
+            if mapped := write_error(e, self.path):
+                raise mapped from e
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -46,13 +155,16 @@ class RunLock:
                 raise
             raise AlignError(f"run folder {self.path.parent} is in use by another align run ({holder})",
                              hint="wait for it to finish, or set output_dir to another folder") from None
+        if previous := os.read(fd, 200).decode(errors="replace").strip():
+            log.warning("taking over the run folder's lock from a run that ended without releasing it (%s)", previous)
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         self._fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # a clean exit: the next run has nothing to take over
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -101,16 +213,22 @@ def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 class Manifest:
-    """`manifest.json`, rewritten atomically at every change of a stage's state."""
+    """`manifest.json`, rewritten atomically at every change of a stage's state. Made by the run holding the
+    lock: a stage still `running` in the old file belonged to a run that died (kill -9, out of memory)."""
 
     def __init__(self, run_dir: Path, recipe: Recipe):
-        self.path = Path(run_dir) / "manifest.json"
-        try:
-            old = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            old = {}
+        self.path = inside(run_dir, "manifest.json")
+        old = read_manifest(self.path)
+        if old is None and self.path.exists():
+            log.warning("%s is not a readable manifest; starting a new one (the stage folders are kept)", self.path)
+        stages = (old or {}).get("stages", {})
         self.data = {"recipe": recipe.source, "name": recipe.name, "versions": package_versions(),
-                     "stages": {s.name: old.get("stages", {}).get(s.name, {}) for s in recipe.stages}}
+                     "stages": {s.name: stages.get(s.name, {}) for s in recipe.stages}}
+        for stage in self.data["stages"].values():
+            if stage.get("status") == "running":
+                stage.update(status="interrupted", interrupted_at=(old or {}).get("updated_at"),
+                             error="the run ended without a word (kill -9, out of memory, power loss); "
+                                   "interrupted_at is its last manifest update")
 
     def update(self, stage: str, **fields: Any) -> None:
         self.data["stages"].setdefault(stage, {}).update(fields)
@@ -118,11 +236,27 @@ class Manifest:
         write_json(self.path, self.data)
 
 
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """A manifest as written by `Manifest`, or None when it is missing, not JSON or of another shape."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    stages = data.get("stages", {}) if isinstance(data, dict) else None
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+        return None
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as JSON atomically: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def package_versions() -> dict[str, str]:
@@ -136,16 +270,38 @@ def package_versions() -> dict[str, str]:
 
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
-    """Every run folder under `root` with a manifest, newest first."""
+    """Every run folder under `root` with a manifest, newest first; one whose manifest cannot be read is
+    listed with `unreadable` set (and no stages), not left out."""
     runs = []
     for manifest in Path(root).glob("*/manifest.json"):
-        try:
-            data = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            continue
+        data = read_manifest(manifest)
+        if data is None:
+            data = {"unreadable": f"{manifest.name} is not a manifest align wrote (unreadable, not JSON, or of "
+                                  "another shape)"}
+        running = [s for s in data.get("stages", {}).values() if s.get("status") == "running"]
+        if running and not _lock_holder_alive(manifest.parent / ".lock"):  # its run died (kill -9): say so
+            for stage in running:
+                stage["status"] = "interrupted"
         data["folder"] = str(manifest.parent)
         runs.append(data)
-    return sorted(runs, key=lambda r: r.get("updated_at", ""), reverse=True)
+    return sorted(runs, key=lambda r: str(r.get("updated_at", "")), reverse=True)
+
+
+def _lock_holder_alive(lock: Path) -> bool:
+    """Whether the process a run folder's lock file names still runs (the file is emptied on a clean exit)."""
+    try:
+        found = re.match(r"pid (\d+)", lock.read_text())
+    except (OSError, ValueError):
+        return False
+    if not found:
+        return False
+    try:
+        os.kill(int(found[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def content_hash(obj: Any) -> str:

@@ -142,8 +142,9 @@ class EvalSpec:
     hook: str = _f(None, "A built-in (rm_accuracy, win_rate, llm_judge, kl, perplexity, compliance, samples) or "
                          "your own 'module:function' (see docs/concepts.md, evaluation hooks).")
     data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, llm_judge, kl, samples, "
-                                "compliance: with labels), text or chat (perplexity); unset = the recipe's "
-                                "held-out data of that kind.")
+                                "compliance: with labels, or a benchmark name: xstest, advbench, harmbench, "
+                                "strongreject), text or chat (perplexity); unset = the recipe's held-out data of "
+                                "that kind.")
     max_examples: int | None = _f(None, "Use at most this many records (compliance: balanced over labels).",
                                   "[1, inf)")
     against: str = _f("base", "win_rate, llm_judge: what each row's policy is compared with: 'base' (the recipe's "
@@ -213,8 +214,9 @@ class RMStage(StageBase):
     part: str | None = _f(None, "Train on one of n disjoint parts of the training rankings, 'i/n' (by a hash of "
                                 "the prompt): two rm stages with parts 1/2 and 2/2 give a reward model and an "
                                 "independent judge for it (see docs/researchers.md, judges).")
-    center_coef: float = _f(0.0, "Reward-centering penalty coef * mean(r^2) keeping rewards near 0 "
-                                 "(e.g. 0.01); 0 = off.", "[0, inf)")
+    center_coef: float = _f(0.0, "Reward centering (Eisenstein et al., TRL's center_rewards_coefficient): adds "
+                                 "coef * mean over ranked pairs of (r_better + r_worse)^2, pinning scores near 0 "
+                                 "without shrinking margins (e.g. 0.01); 0 = off.", "[0, inf)")
 
 
 DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "nca_pair", "sppo_hard", "apo_zero",

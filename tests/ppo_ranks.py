@@ -1,11 +1,13 @@
 """Worker for tests/test_distributed.py: one PPO rollout batch processed and trained on by every rank.
 
-    torchrun --nproc_per_node 2 tests/ppo_ranks.py MODEL_DIR OUT_DIR     # or plain python: one process
+    torchrun --nproc_per_node 2 tests/ppo_ranks.py MODEL_DIR OUT_DIR [DTYPE]   # or plain python: one process
 
 The completions and scores are fixed (no sampling), so 1 and 2 processes see the same rollouts; each rank
 takes its share (rows rank::world, as `PPOTrainer.rollout` does), then `process` and one `update` (one
-minibatch per rank, one rollout per micro-batch: the global minibatch is the whole batch either way).
-Rank 0 writes the gathered statistics, its rows' advantages and returns, and the averaged gradients.
+minibatch per rank in micro-batches of 2 rollouts grouped by length, so 1 and 2 processes cut the global
+minibatch, the whole batch either way, into different micro-batches: the gradients agree only if every token
+weighs the same however the minibatch is cut). Rank 0 writes the gathered statistics, its rows' advantages
+and returns, and the gradients (averaged over the ranks by accelerate).
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ def fixed_rollouts(tok) -> tuple[list[Completion], torch.Tensor]:
     return out, torch.tensor([0.5, -1.0, 2.0, 0.25, -0.5, 1.5, 0.0, 3.0])
 
 
-def main(model_dir: str, out: Path) -> None:
+def main(model_dir: str, out: Path, dtype: str = "auto") -> None:
     world, rank = distributed.world_size(), distributed.rank()
-    spec = ModelSpec(name=model_dir, lora=LoraSpec(r=4, alpha=8))
+    spec = ModelSpec(name=model_dir, lora=LoraSpec(r=4, alpha=8), dtype=dtype)
     tok = load_tokenizer(spec)
     torch.manual_seed(0)  # the same LoRA initialisation on every rank
-    stage = PPOStage(name="ppo", kind="ppo", rollout_batch_size=ROLLOUTS, batch_size=1, grad_accum=ROLLOUTS // world,
-                     ppo_epochs=1, whiten_rewards=True, generation=GenerationSpec(temperature=1.0))
+    stage = PPOStage(name="ppo", kind="ppo", rollout_batch_size=ROLLOUTS, batch_size=2,
+                     grad_accum=ROLLOUTS // world // 2, ppo_epochs=1, whiten_rewards=True,
+                     generation=GenerationSpec(temperature=1.0))
     trainer = ppo.PPOTrainer(load_model(spec, "causal_lm"), ppo.value_model(spec, None), tok, stage, ROLLOUTS, 0)
     completions, raw = fixed_rollouts(tok)
     batch, stats = trainer.process(completions[rank::world], raw[rank::world])
@@ -55,8 +58,9 @@ def main(model_dir: str, out: Path) -> None:
                                       batch["ro"].mask)}
         grads = {n: p.grad.tolist() for m in (trainer.policy, trainer.value) for n, p in m.named_parameters()
                  if p.requires_grad}
-        (out / f"world-{world}.json").write_text(json.dumps({"stats": stats, "rows": rows, "grads": grads}))
+        (out / f"world-{world}.json").write_text(json.dumps({"stats": stats, "rows": rows, "grads": grads,
+                                                             "device": trainer.accelerator.device.type}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:])

@@ -214,3 +214,31 @@ def test_ppo_statistics_and_gradients_of_two_ranks_equal_one_process(tiny_model_
     for name, grad in one["grads"].items():
         torch.testing.assert_close(torch.tensor(two["grads"][name]), torch.tensor(grad), rtol=1e-4, atol=1e-6)
     assert any(torch.tensor(g).abs().sum() > 0 for g in one["grads"].values())  # something was learned from
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in PRESETS.glob("*.yaml")))
+def test_every_preset_accepts_the_ppo_stage_or_says_why_not(preset, tmp_path):
+    """Each preset launches a recipe with a ppo stage; under a sharding preset (FSDP, ZeRO-3) PPO's checkpoints
+    are refused before any process starts, with the fix (save_steps: 0, which then launches)."""
+    import argparse
+
+    from align.errors import AlignError
+
+    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / "quickstart-ppo.yaml")  # ppo save_steps: 4
+    args = argparse.Namespace(num_processes=None, accelerate_config=str(PRESETS / preset), dry_run=False)
+    raw = yaml.safe_load((PRESETS / preset).read_text())
+    sharded = raw["distributed_type"] == "FSDP" or raw.get("deepspeed_config", {}).get("zero_stage") == 3
+    if sharded:
+        with pytest.raises(AlignError, match="stage ppo: PPO checkpoints .* shards the weights"):
+            wanted(args, recipe)
+        recipe.stage("ppo").save_steps = 0
+    assert wanted(args, recipe) == (1, str(PRESETS / preset))
+
+
+def test_sharded_ppo_checkpoints_refused_by_the_console_script(tmp_path):
+    done = subprocess.run(["align", "run", str(Path(__file__).parent.parent / "recipes" / "quickstart-ppo.yaml"),
+                           "--accelerate-config", str(PRESETS / "fsdp.yaml"), f"output_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "stage ppo: PPO checkpoints (save_steps: 4) cannot be written" in done.stderr
+    assert "stages.ppo.save_steps=0" in done.stderr and not (tmp_path / "run").exists()

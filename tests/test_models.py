@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,3 +115,62 @@ def test_unfinished_artifact_is_refused(tiny_model_dir, tmp_path):
     (tmp_path / "sft").mkdir()
     with pytest.raises(AlignError, match="not a finished stage artifact"):
         models.load_artifact(tmp_path / "sft", spec(tiny_model_dir))
+
+
+def test_every_model_lands_on_the_one_device(tiny_model_dir, tmp_path, monkeypatch):
+    """Under an injected device decision (`meta`: placement only), every model align loads goes there: each head,
+    trainable (LoRA or full) or frozen (reference, judge, hook models, the baseline row's base model), from the
+    base or from an artifact chain (reward model, critic, policy of the next stage)."""
+    from align import distributed
+
+    s = spec(tiny_model_dir)
+    models.save_model(models.load_model(s, "causal_lm"), models.load_tokenizer(s), tmp_path / "sft", s, "causal_lm",
+                      parent=None)
+    models.save_model(models.load_model(s, "reward", init=tmp_path / "sft"), models.load_tokenizer(s),
+                      tmp_path / "rm", s, "reward", parent=tmp_path / "sft")
+    monkeypatch.setattr(distributed, "device", lambda: torch.device("meta"))
+    loaded = [models.load_model(s, head, trainable=trainable) for head in ("causal_lm", "reward")
+              for trainable in (True, False)] + [models.load_model(s, "value", trainable=False)]
+    loaded += [models.load_model(spec(tiny_model_dir, adapter="full"), "causal_lm"),
+               models.load_model(s, "causal_lm", init=tmp_path / "sft"),
+               models.load_model(s, "reward", init=tmp_path / "rm"),
+               models.load_artifact(tmp_path / "sft", s), models.load_artifact(tmp_path / "rm", s)]
+    for model in loaded:
+        where = {t.device.type for t in [*model.parameters(), *model.buffers()]}
+        assert where == {"meta"}, (type(model).__name__, where)
+
+
+def test_one_dtype_decision_follows_the_device(monkeypatch):
+    """bf16 on a GPU that has it, fp32 on the CPU, the recipe's choice when it makes one; the TRL trainers'
+    autocast follows the same decision."""
+    from types import SimpleNamespace
+
+    from align import distributed
+    from align.stages import common
+
+    s = ModelSpec(name="x")
+    assert models.default_dtype(s) == torch.float32  # this machine: CPU
+    monkeypatch.setattr(distributed, "device", lambda: torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert models.default_dtype(s) == torch.bfloat16
+    assert models.default_dtype(ModelSpec(name="x", dtype="float32")) == torch.float32
+    monkeypatch.setattr(common, "device", distributed.device)
+    stage = SimpleNamespace(**{k: 1 for k in ("learning_rate", "epochs", "max_steps", "batch_size", "eval_batch_size",
+                                              "grad_accum", "warmup_ratio", "weight_decay", "max_grad_norm",
+                                              "logging_steps", "save_steps")}, lr_scheduler="linear")
+    ctx = SimpleNamespace(stage=stage, recipe=SimpleNamespace(model=s), out=Path("/nonexistent"), seed=0)
+    assert common.trainer_args(dict, ctx)["bf16"] is True
+    ctx.recipe.model = ModelSpec(name="x", dtype="float32")
+    assert common.trainer_args(dict, ctx)["bf16"] is False
+
+
+def test_no_device_is_chosen_outside_the_one_decision():
+    """No `.cuda()`, `.to("cuda")`, `device="cuda"` or `device_map="auto"` in align: models and batches go to
+    `align.distributed.device()` (models by the loader) or to the device of the model they feed."""
+    import re
+
+    root = Path(models.__file__).parent
+    pattern = re.compile(r"""\.cuda\(|\.to\(\s*["']cuda|device\s*=\s*["']cuda|device_map\s*=\s*["']auto""")
+    found = [f"{p.relative_to(root)}:{n}" for p in root.rglob("*.py")
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -163,3 +164,69 @@ stages:
     assert steps["ppo"].inputs["reward"] == steps["rm"].fingerprint and steps["rm"].inputs.get("reward") is None
     # dpo learns from no reward model (its win rate is an evaluation row, re-judged there): it is not retrained
     assert steps["dpo"].reason == "not run yet" and steps["dpo"].inputs.get("reward") is None
+
+
+RESUMING = "from checkpoint-{} of the interrupted forced run"
+SIGNALLER = """
+import os, signal, sys
+from transformers import TrainerCallback
+from align.cli import main
+from align.stages import common
+
+class Signal(TrainerCallback):  # the process gets the signal at this step, as from an outside kill
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == int(os.environ["SIGNAL_AT"]):
+            os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+
+callbacks = common.StageContext.callbacks
+common.StageContext.callbacks = lambda self: callbacks(self) + [Signal()]
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_forced_retrain_resumes_and_its_metrics_cover_the_whole_stage(tmp_path, tiny_model_dir, sft_files):
+    """kill -9 at step 12 of `--force sft`, then SIGTERM at step 17 of the same command rerun, then a half-written
+    checkpoint-16: the third run resumes from checkpoint-15, and the stage matches one uninterrupted run."""
+    from align.runs import Manifest, list_runs
+
+    stage = "    max_steps: 20\n    save_steps: 5\n    learning_rate: 1.0e-2\n"
+    path = write_recipe(tmp_path / "r.yaml", tiny_model_dir, *sft_files, tmp_path / "run", stage=stage)
+    every3 = ["stages.sft.logging_steps=3"]  # checkpoints between log lines: the loss up to each is still counted
+    reference = run_pipeline(load_recipe(path, every3))["sft"]
+    weights = load_file(tmp_path / "run" / "sft" / "adapter" / "adapter_model.safetensors")
+    script = tmp_path / "signaller.py"
+    script.write_text(textwrap.dedent(SIGNALLER))
+
+    def forced(signal: str, at: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), "run", str(path), "--force", "sft", *every3],
+                              capture_output=True, text=True, env=os.environ | {"SIGNAL": signal, "SIGNAL_AT": str(at)})
+
+    out = forced("SIGKILL", 12)
+    assert out.returncode == -9, out.stderr[-2000:]
+    partial, lock = tmp_path / "run" / ".sft.partial", tmp_path / "run" / ".lock"
+    assert (partial / "forced").exists() and (partial / "checkpoints" / "checkpoint-10").is_dir()
+    assert actions(path, every3, force=("sft",))["sft"] == ("resume", RESUMING.format(10))
+    assert actions(path, every3)["sft"][0] == "resume"  # a plain rerun finishes it too, not reuse beside a .partial
+    assert "pid" in lock.read_text()  # the dead run's record
+    assert list_runs(tmp_path)[0]["stages"]["sft"]["status"] == "interrupted"  # `align runs`: not "running"
+    assert Manifest(tmp_path / "run", load_recipe(path)).data["stages"]["sft"]["status"] == "interrupted"
+
+    out = forced("SIGTERM", 17)
+    assert out.returncode == 130 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "taking over the run folder's lock from a run that ended without releasing it (pid" in out.stderr
+    assert "resuming" in (partial / "train.log").read_text() and lock.read_text() == ""  # released on SIGTERM
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["sft"]
+    assert manifest["status"] == "interrupted" and manifest["interrupted_at"] >= manifest["started_at"]
+    assert [p.name for p in (partial / "checkpoints").glob("checkpoint-*")] == ["checkpoint-15"]
+    (partial / "checkpoints" / "checkpoint-16").mkdir()
+    (partial / "checkpoints" / "checkpoint-16" / "README.md").write_text("a full disk stopped this save")
+
+    assert actions(path, every3, force=("sft",))["sft"] == ("resume", RESUMING.format(15))
+    resumed = run_pipeline(load_recipe(path, every3), force=("sft",))["sft"]
+    assert resumed["resumed_from_step"] == 15 and resumed["train_tokens"] == reference["train_tokens"]
+    assert resumed["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-4)
+    assert resumed["train_loss_first"] == reference["train_loss_first"]
+    assert resumed["train_seconds"] > 0 and not partial.exists()
+    a = load_file(tmp_path / "run" / "sft" / "adapter" / "adapter_model.safetensors")
+    assert max((a[k] - weights[k]).abs().max().item() for k in a) < 1e-4
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["sft"]["status"] == "finished"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from align.metrics import (
     pairwise_accuracy,
     reward_stats,
     top1_agreement,
+    wilson,
 )
 from align.rankings import Ranking, check_file, expand_pairs, parse_ranking, read_rankings, to_pairs
 from tests.conftest import write_jsonl
@@ -143,3 +145,10 @@ def test_metrics_match_hand_computed_values():
     p = 1 / (1 + math.exp(-1.0))  # one pair, better scored 1 higher: probs p (label 1) and 1-p (label 0)
     assert expected_calibration_error([[1.0, 0.0]], [[[0], [1]]]) == pytest.approx(1 - p)
     assert reward_stats([[1.0, 3.0], [2.0]]) == pytest.approx({"reward_mean": 2.0, "reward_std": math.sqrt(2 / 3)})
+
+
+def test_wilson_by_hand():
+    assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))  # never a zero-width interval at 0/n
+    assert wilson(15, 30) == (pytest.approx(0.3315, abs=1e-4), pytest.approx(0.6685, abs=1e-4))
+    assert wilson(30, 30)[1] == 1.0 and wilson(30, 30)[0] == pytest.approx(0.8865, abs=1e-4)
+    assert all(math.isnan(x) for x in wilson(0, 0))

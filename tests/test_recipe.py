@@ -184,3 +184,42 @@ def test_a_failed_wandb_login_logs_offline_without_printing_the_key(tmp_path, mo
     tracker.finish()
     assert "logging offline" in caplog.text and "sekrit-garbage" not in caplog.text
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+IGNORED = """name: r
+model: {{name: some/model}}
+data: {{rankings: {{train: {rankings}}}, prompts: {{train: {prompts}}}}}
+stages:
+  - {{name: rm, kind: rm, loss: plackett_luce, margin: true}}
+  - {{name: dpo, kind: dpo, loss: sigmoid, label_smoothing: 0.1}}
+  - {{name: dpo_robust, kind: dpo, loss: robust, label_smoothing: 0.1}}
+  - {{name: ppo, kind: ppo, generation: {{top_p: 0.9}}}}
+  - {{name: grpo, kind: grpo, generation: {{top_p: 0.95}}}}
+"""
+
+
+def test_settings_a_loss_ignores_are_errors_naming_the_losses_that_use_them(tmp_path):
+    """Issue 17.8 (and 17.5's refusal): label_smoothing with a dpo loss that ignores it, margin with
+    plackett_luce, and top_p < 1 for on-policy sampling are validation errors naming the key, its line and
+    the settings that do use it; through the `align` console script: exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    rankings = tmp_path / "rankings.jsonl"
+    rankings.write_text('{"prompt": "hi", "chosen": "hello", "rejected": "go away"}\n')
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    path = tmp_path / "recipe.yaml"
+    path.write_text(IGNORED.format(rankings=rankings, prompts=prompts))
+    out = subprocess.run([sys.executable, "-m", "align", "validate", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    err = out.stderr
+    assert "line 5, stages.rm.margin: loss 'plackett_luce' ignores margins (only bradley_terry" in err, err
+    assert "line 6, stages.dpo.label_smoothing: loss 'sigmoid' ignores label_smoothing (only cdpo, robust" in err
+    assert "stages.dpo_robust" not in err  # robust reads label_smoothing
+    assert "line 8, stages.ppo.generation.top_p: ppo trains on the log-probs of the full tempered" in err
+    assert "stages.grpo.generation.top_p: grpo trains" in err
+    # the defaults are fine: margin unset with plackett_luce (nothing asked for), label_smoothing 0 with sigmoid
+    path.write_text(IGNORED.format(rankings=rankings, prompts=prompts).replace(", margin: true", "")
+                    .replace("loss: sigmoid, label_smoothing: 0.1", "loss: sigmoid").split("  - {name: ppo")[0])
+    assert load_recipe(path).stage("rm").loss == "plackett_luce"

@@ -114,3 +114,20 @@ def test_explained_variance_and_entropy():
     assert rl.explained_variance(returns, returns, mask) == pytest.approx(1.0)
     assert rl.explained_variance(torch.full((1, 4), 2.5), returns, mask) == pytest.approx(0.0)
     assert rl.entropy_from_logits(torch.zeros(2, 8)).tolist() == pytest.approx([math.log(8)] * 2)
+
+
+def test_token_mean_over_a_whole_minibatch_by_hand():
+    """A minibatch of a 1-token and a 3-token answer, cut into two micro-batches of one row: each part divides
+    by the minibatch's 4 tokens, so the parts add up to the mean over all 4 tokens (each token weighs 1/4); the
+    old per-part mean divided by the number of parts gave the short answer's token 1/2 and the others 1/6."""
+    x = torch.tensor([[8.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    parts = [rl.token_mean(x[i:i + 1], mask[i:i + 1], tokens=4) for i in range(2)]
+    assert [p.item() for p in parts] == [2.0, 1.5]
+    assert sum(parts).item() == rl.masked_mean(x, mask).item() == 3.5
+    assert rl.token_mean(x, mask).item() == 3.5  # tokens unset: this mask's own count
+    adv, zeros = torch.tensor([[1.0, 0.0, 0.0], [-1.0, -1.0, -1.0]]), torch.zeros(2, 3)
+    whole, _ = rl.policy_loss(zeros, zeros, adv, mask, 0.2)  # ratio 1: the loss is -mean(A) = 2/4
+    cut = sum(rl.policy_loss(zeros[i:i + 1], zeros[i:i + 1], adv[i:i + 1], mask[i:i + 1], 0.2, tokens=4)[0]
+              for i in range(2))
+    assert whole.item() == pytest.approx(0.5) and cut.item() == pytest.approx(0.5)

@@ -6,6 +6,7 @@
     table.py     the run's rows (baseline, then each stage), their cache, their judges, `align eval`
     gates.py     a stage's `gate:` conditions on its metrics and its row
 
-Pure metric functions are in `align.metrics`; the refusal classifier in `align.compliance`. Stages do
+Pure metric functions are in `align.metrics`; prompt sets and their rates in `align.compliance`, the refusal
+rules in `align.refusals`, public benchmarks in `align.benchmarks`. Stages do
 not import this package: `align.pipeline` measures each stage's artifact after the stage.
 """

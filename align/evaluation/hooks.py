@@ -5,7 +5,8 @@ every number has a before and after. Built-ins (each runs on the rows it applies
 
     rm_accuracy   reward-model rows: pairwise accuracy, top-1 agreement, ECE on held-out rankings
     perplexity    policy rows: token perplexity on a text or chat set; perplexity_increase vs baseline
-    compliance    policy rows: refusal_rate (harmful), over_refusal (benign), ordinary_refusal
+    compliance    policy rows: refusal_rate (harmful), over_refusal (benign), ordinary_refusal, each with
+                  .lower/.upper (95% Wilson interval) and .n; every answer in evals/<row>.compliance.jsonl
     win_rate      policy rows: against `against`, judged by an rm stage (`judge`), ties half; both mean
                   rewards, both mean answer lengths, the EOS rate
     llm_judge     policy rows: llm_win_rate against `against`, judged by an LLM asked in both orders
@@ -128,7 +129,11 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
 
 def named(metrics: dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
     """The hook's metrics with its `name` as a suffix, so one hook on two data sets keeps both numbers."""
-    return {f"{k}_{spec.name}": v for k, v in metrics.items()} if spec.name else metrics
+    if not spec.name:
+        return metrics
+    # an interval's suffix stays last: over_refusal_<name>.upper, as gates write it
+    return {(f"{k.split('.', 1)[0]}_{spec.name}." + k.split(".", 1)[1]) if "." in k else f"{k}_{spec.name}": v
+            for k, v in metrics.items()}
 
 
 def judge_label(spec: EvalSpec, judge: Path | None) -> str:
@@ -190,13 +195,16 @@ def _perplexity(models: Models, ctx: HookContext) -> tuple[dict[str, float], Non
 
 
 def _compliance(models: Models, ctx: HookContext) -> tuple[dict[str, float], dict]:
-    from align.compliance import evaluate_compliance, read_prompt_set
+    from align.compliance import evaluate_compliance, hook_metrics, read_prompt_set
 
     records = _balanced(read_prompt_set(ctx.data), ctx.spec.max_examples)
     result, table = evaluate_compliance(models.get(ctx.row.artifact), models.tok, records, ctx.spec.generation,
                                         ctx.spec.classifier)
-    rates = {k: v for k, v in result["overall"].items() if k in ("refusal_rate", "over_refusal", "ordinary_refusal")}
-    return rates, result | {"responses": table}  # every answer and its verdict, for a human to check
+    # every answer with its verdict and rule, for a human to check, and the row of the model this row's stage
+    # started from (as 'against: start' reads it; None for the base model), so the report can show which
+    # answers training changed
+    start = None if ctx.row.artifact is None else ctx.row.start.name if ctx.row.start is not None else "baseline"
+    return hook_metrics(result["overall"]), result | {"responses": table, "start": start}
 
 
 def _balanced(records: list[dict], n: int | None) -> list[dict]:

@@ -2,7 +2,8 @@
 
 During `align run`, `RunEvaluations` measures the base model before the first stage and every stage's
 artifact after it with the recipe's `evals:` hooks (`hooks.HOOKS`), caches each row under
-`evals/<row>.json` (keyed by what the row depends on, so a reused stage is not re-measured), writes
+`evals/<row>.json` (keyed by what the row depends on, so a reused stage is not re-measured; the compliance
+hook's answers also in `evals/<row>.compliance.jsonl`), writes
 `evals.json` for the report, and checks each stage's `gate:` conditions (`gates`).
 
 Every judged number names its judge (`judges` in the row). A row whose policy was trained, itself or
@@ -42,6 +43,10 @@ def evaluate_cached(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, 
     result = evaluate_row(evals, row, model_spec, run_dir, judges, defaults, seed) | {"key": key}
     path.parent.mkdir(exist_ok=True)
     write_json(path, result)
+    if result.get("compliance"):  # every answer of the compliance hook, one JSON line each, for a reviewer
+        from align.compliance import write_answers
+
+        write_answers(path.with_name(f"{cache or row.name}.compliance.jsonl"), result["compliance"]["responses"])
     return result
 
 

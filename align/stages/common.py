@@ -8,15 +8,17 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
-from align.distributed import failure_callbacks, world_size
+from align.checkpoints import StageProgress
+from align.distributed import device, failure_callbacks, world_size
 from align.errors import AlignError
+from align.models import default_dtype
 from align.recipe import data_kind, reward_stage
 from align.schema import DataSpec, Recipe, StageBase
 from align.tracking import Tracker
@@ -32,9 +34,26 @@ class StageContext:
     init: Path | None  # artifact of the stage named by `init`; None = the recipe's base model
     tracker: Tracker
     resume: str | None = None  # checkpoint of an interrupted run of this stage to continue from
+    progress: StageProgress = field(init=False)  # training totals, saved with checkpoints, resumed with them
+
+    def __post_init__(self) -> None:
+        self.progress = StageProgress.resuming(self.resume)
 
     def callbacks(self) -> list[TrainerCallback]:
-        return [self.tracker.callback(), NanGuard(self.stage.name), *failure_callbacks()]
+        return [self.tracker.callback(), NanGuard(self.stage.name), self.progress, *failure_callbacks()]
+
+    def train(self, trainer: Any, metrics: dict[str, Any], tokens: Any = None) -> dict[str, Any]:
+        """Train `trainer` (resuming the checkpoint if any) and add the stage's train loss, seconds and tokens,
+        over every part of a resumed stage. `tokens()`: this attempt's count (default: TRL's num_tokens)."""
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=self.resume)
+        count = tokens() if tokens else (self.progress.tokens or None)
+        metrics |= self.progress.whole(trainer.state.global_step, result.training_loss, time.perf_counter() - start,
+                                       count)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        if losses:
+            metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
+        return metrics
 
     @property
     def data(self) -> DataSpec:
@@ -76,8 +95,7 @@ def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
     TRL defaults to bf16 autocast and gradient checkpointing even on CPU; measured here, both cost
     throughput on small models. The loader decides checkpointing; autocast only on a bf16 GPU model.
     """
-    s = ctx.stage
-    cuda = torch.cuda.is_available()
+    s, cpu = ctx.stage, device().type == "cpu"
     settings = dict(
         output_dir=str(ctx.out / "checkpoints"),
         learning_rate=s.learning_rate,
@@ -98,9 +116,9 @@ def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
         save_steps=s.save_steps or 500,
         save_total_limit=1,  # the latest checkpoint is the resume point; older ones only cost disk
         eval_strategy="no",
-        bf16=cuda and ctx.recipe.model.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported(),
+        bf16=not cpu and default_dtype(ctx.recipe.model) == torch.bfloat16,  # the loader's dtype decision
         gradient_checkpointing=False,
-        use_cpu=not cuda,
+        use_cpu=cpu,
     )
     return cls(**(settings | extra))
 
@@ -111,18 +129,7 @@ def train_and_evaluate(trainer: Any, ctx: StageContext, metrics: dict[str, Any])
     logged), seconds, and the tokens trained on (TRL's count of non-padding tokens) per second."""
     if trainer.eval_dataset is not None and ctx.stage.eval_before:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=ctx.resume)
-    metrics["train_seconds"] = time.perf_counter() - start
-    metrics["train_loss"] = result.training_loss
-    history = trainer.state.log_history
-    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
-    if tokens:
-        metrics["train_tokens"] = tokens[-1]
-        metrics["train_tokens_per_second"] = tokens[-1] / metrics["train_seconds"]
-    losses = [h["loss"] for h in history if "loss" in h]
-    if losses:
-        metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
+    ctx.train(trainer, metrics)
     if trainer.eval_dataset is not None:
         metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
     return metrics

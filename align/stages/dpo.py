@@ -19,7 +19,6 @@ run's evaluation after the stage, as for every stage (`align.evaluation`).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from datasets import Dataset
@@ -59,15 +58,7 @@ def run(ctx: StageContext) -> dict:
     drop_reference_adapter(trainer.model)
     metrics: dict[str, Any] = {"train_prompts": len(train), "train_pairs": len(train_ds), "mixed_in": mixed,
                                "eval_prompts": len(evals), "eval_pairs": len(eval_ds)}
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=ctx.resume)
-    metrics["train_seconds"] = time.perf_counter() - start
-    metrics["train_loss"] = result.training_loss
-    history = trainer.state.log_history
-    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]  # TRL's count: chosen + rejected, no padding
-    if tokens:
-        metrics["train_tokens"] = tokens[-1]
-        metrics["train_tokens_per_second"] = tokens[-1] / metrics["train_seconds"]
+    ctx.train(trainer, metrics)  # tokens: TRL's count of chosen + rejected, without padding
     if len(eval_ds):
         scores = trainer.evaluate()
         metrics |= {"eval_loss": scores["eval_loss"], "reward_accuracy_after": scores["eval_rewards/accuracies"],

@@ -36,7 +36,7 @@ from datasets import Dataset
 from align import distributed
 from align.data import load_split, parse_prompt
 from align.errors import AlignError
-from align.generation import prompt_ids
+from align.generation import prompt_ids, sampling_only
 from align.models import load_artifact, load_model, save_model
 from align.stages.common import (
     StageContext,
@@ -62,11 +62,12 @@ def run_group_stage(ctx: StageContext, trainer_cls: type, config_cls: type, **al
     prompts, dropped = fitting_prompts(tok, [r["prompt"] for r in train], stage.generation.max_prompt_length)
     rm = load_artifact(rm_path, spec)
     policy = load_model(spec, "causal_lm", init=ctx.init)
-    trainer = group_trainer(ctx, trainer_cls, config_cls, policy, tok, prompts,
-                            rm_reward(rm, tok, stage.max_length, stage.eval_batch_size), **algorithm)
-    rm.to(trainer.accelerator.device)  # scores where the policy samples
     metrics: dict[str, Any] = {"train_prompts": len(prompts), "dropped_long_prompts": dropped}
-    train_and_evaluate(trainer, ctx, metrics)
+    with sampling_only(policy):  # TRL samples with model.generate: none of the model's own sampling knobs
+        trainer = group_trainer(ctx, trainer_cls, config_cls, policy, tok, prompts,
+                                rm_reward(rm, tok, stage.max_length, stage.eval_batch_size), **algorithm)
+        rm.to(trainer.accelerator.device)  # scores where the policy samples
+        train_and_evaluate(trainer, ctx, metrics)
     metrics |= summarize(trainer.state.log_history, stage.kind, trainer.state.global_step,
                          _updates_per_step(stage))
     save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, distributed.gathered_state_dict(trainer))

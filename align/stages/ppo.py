@@ -20,20 +20,26 @@ Implementation details of Huang et al., "The N Implementation Details of RLHF wi
 implemented: queries left-padded and responses right-padded with position ids from the mask; reward
 normalisation (gain and bias so that the starting policy's scores, taken from the first rollout batch, have
 mean 0 and std 1); optional reward whitening (scale only); advantage whitening; per-token KL penalty with
-the score at the last token; value model initialised from the reward model; clipped value loss; clipped
-policy loss; adaptive KL controller; log-probs of the tempered distribution (logits / temperature) in
-rollouts and updates alike; dropout off (models in eval mode throughout); Adam eps 1e-5; learning rate
-annealed linearly to 0 over all updates; several epochs of shuffled minibatches; gradient accumulation
-and clipping; a penalty for completions cut by the length limit before EOS (subtracted, as in TRL, instead
-of replacing the score by -1).
+the score at the last token; value model initialised from the reward model, its score head mapped into
+the normalized returns' units (the reward normalisation's gain and bias) from the first step; clipped value
+loss; clipped policy loss; adaptive KL controller; log-probs of the tempered distribution (logits /
+temperature) in rollouts and updates alike, through the model's own output transform (soft-capping, logit
+scale); dropout off (models in eval mode throughout); Adam eps 1e-5; learning rate annealed linearly to 0
+over all updates; several epochs of shuffled minibatches; gradient accumulation and clipping; a penalty for
+completions cut by the length limit before EOS (subtracted, as in TRL, instead of replacing the score by -1).
 Left out: lm-human-preferences' fixed-length responses with a truncation token (we stop at EOS); top-k /
 top-p sampling in rollouts (refused: the log-probs would not be the sampling distribution's); early stopping
 of the epochs on approximate KL; a value head sharing the policy's weights.
 
-Data parallel (`align run --num-processes N`): each rank generates, scores and trains on its 1/N share of
-every rollout batch; reward normalisation, whitening, the KL the controller steers by and every logged
-statistic are over the whole batch (gathered or all-reduced), and gradients are averaged before each
-optimizer step, so N ranks take the steps one process would with N times the micro-batches.
+Every token of a minibatch weighs the same in the losses: summed token losses over the minibatch's token
+count (over all ranks), however the minibatch is cut into micro-batches.
+
+On accelerate (`align/stages/ppo_model.py`): policy and critic are prepared as one module with one optimizer
+and scheduler, so DDP, FSDP and DeepSpeed (`align run --num-processes N`, `--accelerate-config`) train them;
+each rank generates, scores and trains on its 1/N share of every rollout batch; reward normalisation,
+whitening, the KL the controller steers by and every logged statistic are over the whole batch
+(`accelerator.gather` / `reduce`), and accelerate averages the gradients, so N ranks take the steps one process
+would with N times the micro-batches. The reference and the reward model are frozen and whole on every rank.
 """
 
 from __future__ import annotations
@@ -46,13 +52,11 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import get_scheduler
-from trl.trainer.utils import pad
 
 from align import distributed, rl
 from align.data import load_split, parse_prompt
@@ -61,6 +65,14 @@ from align.generation import Completion, adapters_disabled, generate, prompt_ids
 from align.models import load_artifact, load_model, save_model
 from align.schema import ModelSpec, PPOStage
 from align.stages.common import StageContext, minibatches_per_step, rm_reward
+from align.stages.ppo_model import (
+    PolicyAndCritic,
+    Rollouts,
+    accelerator_for,
+    collate,
+    policy_for_generation,
+    policy_forward,
+)
 from align.tracking import Tracker
 
 log = logging.getLogger("align")
@@ -83,7 +95,8 @@ def run(ctx: StageContext) -> dict:
     metrics: dict[str, Any] = {"train_prompts": len(train)}
     metrics |= trainer.train([r["prompt"] for r in train], rm_reward(rm, tok, stage.max_length,
                                                                      stage.eval_batch_size), ctx.out / "checkpoints")
-    save_model(policy, tok, ctx.out, spec, "causal_lm", ctx.init)
+    weights = trainer.policy_state_dict()
+    save_model(trainer.policy, tok, ctx.out, spec, "causal_lm", ctx.init, weights)
     return metrics
 
 
@@ -97,70 +110,13 @@ def value_model(spec: ModelSpec, init: Path | None) -> Any:
     return load_model(spec, "reward", init=init)
 
 
-@dataclass
-class Rollouts:
-    """A rollout batch, padded once to one layout: [left-padded prompt | right-padded completion]."""
-
-    input_ids: torch.Tensor  # [N, P + R]
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-    mask: torch.Tensor  # [N, R]: 1 on completion tokens (EOS included)
-    prompt_width: int
-
-    def rows(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int, int]:
-        """Rows `idx` without the columns that are padding in all of them (the batch is padded to its longest
-        prompt and completion; a micro-batch's are often shorter): (model inputs, prompt width, completion width).
-        Position ids come from the whole batch's mask, so the cut changes no real token's position."""
-        prompt = int(self.attention_mask[idx, :self.prompt_width].sum(1).max())
-        answer = int(self.mask[idx].sum(1).max())
-        cols = slice(self.prompt_width - prompt, self.prompt_width + answer)
-        return ({"input_ids": self.input_ids[idx, cols], "attention_mask": self.attention_mask[idx, cols],
-                 "position_ids": self.position_ids[idx, cols]}, prompt, answer)
-
-    def by_length(self, idx: torch.Tensor, size: int) -> list[torch.Tensor]:
-        """`idx` split into micro-batches of `size` rows of similar length, so that `rows` cuts more padding."""
-        return list(idx[self.attention_mask[idx].sum(1).argsort(stable=True)].split(size))
-
-
-def collate(completions: Sequence[Completion], pad_id: int) -> Rollouts:
-    prompts = [torch.tensor(c.prompt_ids) for c in completions]
-    answers = [torch.tensor(c.ids) for c in completions]
-    p = pad(prompts, padding_value=pad_id, padding_side="left")
-    r = pad(answers, padding_value=pad_id, padding_side="right")
-    p_mask = pad([torch.ones_like(x) for x in prompts], padding_value=0, padding_side="left")
-    r_mask = pad([torch.ones_like(x) for x in answers], padding_value=0, padding_side="right")
-    mask = torch.cat([p_mask, r_mask], 1)
-    # positions count real tokens only, as generate() numbered them under left padding
-    return Rollouts(torch.cat([p, r], 1), mask, (mask.cumsum(1) - 1).clamp(min=0), r_mask.float(), p.shape[1])
-
-
-def policy_forward(model: Any, rows: dict[str, torch.Tensor], prompt_width: int, temperature: float,
-                   entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probs (and entropies) of the completion tokens under logits / temperature; the LM head
-    runs only on the completion's positions."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.base_model(**rows, use_cache=False).last_hidden_state
-    logits = model.get_output_embeddings()(hidden[:, prompt_width - 1:-1]).float() / temperature
-    target = rows["input_ids"][:, prompt_width:]
-    logprobs = torch.log_softmax(logits, -1).gather(-1, target[..., None]).squeeze(-1)
-    return logprobs, rl.entropy_from_logits(logits) if entropy else None
-
-
-def value_forward(model: Any, rows: dict[str, torch.Tensor], prompt_width: int) -> torch.Tensor:
-    """The critic's value of each completion state, read where the policy's logits for that token are."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.base_model(**rows, use_cache=False).last_hidden_state[:, prompt_width - 1:-1]
-    head = base.score if hasattr(base, "score") else base.classifier
-    return head(hidden).squeeze(-1).float()
-
-
 class PPOTrainer:
-    """PPO over a LoRA policy and a separate critic; `train` runs the steps, `save`/`load` checkpoint them."""
+    """PPO over a LoRA policy and a separate critic, on accelerate; `train` runs the steps, `save`/`load`
+    checkpoint them. `policy` and `value` are the bare models (unwrapped from DDP / FSDP / DeepSpeed)."""
 
     def __init__(self, policy: Any, value: Any, tok: Any, stage: PPOStage, n_prompts: int, seed: int,
                  tracker: Tracker | None = None, reference: Any | None = None):
-        self.policy, self.value, self.tok, self.stage = policy, value, tok, stage
-        self.seed, self.tracker, self.reference = seed, tracker, reference
+        self.tok, self.stage, self.seed, self.tracker, self.reference = tok, stage, seed, tracker, reference
         if stage.generation.temperature <= 0 or stage.generation.top_p != 1.0:
             raise AlignError(f"stage {stage.name}: PPO samples with temperature > 0 and top_p 1 (got "
                              f"{stage.generation.temperature}, {stage.generation.top_p})",
@@ -168,15 +124,49 @@ class PPOTrainer:
         self.steps = stage.max_steps if stage.max_steps > 0 else \
             math.ceil(stage.epochs * n_prompts / stage.rollout_batch_size)
         self.n_prompts, self.step, self.score_norm = n_prompts, 0, None
-        self.params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=stage.learning_rate, eps=1e-5,
-                                           weight_decay=stage.weight_decay)
+        self.history: list[dict[str, float]] = []  # every step's stats, resumed with a checkpoint: summaries cover all
+        self.accelerator = accelerator_for(stage)
+        pair = PolicyAndCritic(policy, value).to(self.accelerator.device)
+        optimizer = torch.optim.AdamW([p for p in pair.parameters() if p.requires_grad], lr=stage.learning_rate,
+                                      eps=1e-5, weight_decay=stage.weight_decay)
         updates = self.steps * stage.ppo_epochs * minibatches_per_step(stage)
-        self.scheduler = get_scheduler(stage.lr_scheduler, self.optimizer, round(stage.warmup_ratio * updates),
-                                       updates)
+        scheduler = get_scheduler(stage.lr_scheduler, optimizer, round(stage.warmup_ratio * updates), updates)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(pair, optimizer, scheduler)
         self.kl_ctl = rl.KLController(stage.kl_coef, stage.target_kl, stage.kl_horizon)
-        for m in (policy, value):
-            m.eval()  # no dropout anywhere: the update's log-probs must match the rollout's (Huang et al.)
+        if self.sharded and stage.save_steps:
+            raise AlignError(f"stage {stage.name}: PPO checkpoints (save_steps) are written from rank 0's whole "
+                             "weights, which FSDP and DeepSpeed ZeRO-3 shard",
+                             hint=f"set stages.{stage.name}.save_steps=0, or use the ddp or deepspeed-zero2 preset")
+        self.model.eval()  # no dropout anywhere: the update's log-probs must match the rollout's (Huang et al.)
+
+    @property
+    def policy(self) -> Any:
+        return self.accelerator.unwrap_model(self.model).policy
+
+    @property
+    def value(self) -> Any:
+        return self.accelerator.unwrap_model(self.model).critic
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the trained weights are split over the ranks (FSDP, DeepSpeed ZeRO-3)."""
+        from accelerate.utils import DistributedType
+
+        acc = self.accelerator
+        plugin = getattr(acc.state, "deepspeed_plugin", None)
+        return acc.distributed_type == DistributedType.FSDP or (plugin is not None and plugin.zero_stage == 3)
+
+    def policy_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The policy's whole weights gathered from the shards (a collective: call on every rank), or None when
+        every rank holds them whole; `save_model` writes them."""
+        if not self.sharded:
+            return None
+        state = self.accelerator.get_state_dict(self.model)
+        return {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
+
+    def _total(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` summed over the ranks (the global sums behind whitening and statistics)."""
+        return self.accelerator.reduce(t, "sum")
 
     def batch_prompts(self, prompts: Sequence[list[dict]]) -> list[list[dict]]:
         """This step's prompts: passes over the prompt set, each in its own seeded order (resumable)."""
@@ -190,8 +180,8 @@ class PPOTrainer:
         return out
 
     def train(self, prompts: Sequence[list[dict]], reward_fn: RewardFn, checkpoints: Path | None = None) -> dict:
-        """Run the remaining PPO steps; return a summary (first/last rewards, KL, times, tokens/s)."""
-        history = []
+        """Run the remaining PPO steps; return a summary of all steps (first/last rewards, KL, times, tokens/s)."""
+        history = self.history
         while self.step < self.steps:
             batch = self.batch_prompts(prompts)
             rollouts, stats = self.rollout(batch, reward_fn)
@@ -217,11 +207,12 @@ class PPOTrainer:
     @torch.no_grad()
     def rollout(self, prompts: Sequence[list[dict]], reward_fn: RewardFn) -> tuple[dict, dict]:
         """Sample and score this rank's share of the step's prompts, then `process` them."""
-        gen, started = self.stage.generation, time.perf_counter()
-        mine = list(prompts[distributed.rank()::distributed.world_size()])
+        gen, started, acc = self.stage.generation, time.perf_counter(), self.accelerator
+        mine = list(prompts[acc.process_index::acc.num_processes])
         ids = prompt_ids(self.tok, mine, gen.max_prompt_length)
-        completions = generate(self.policy, self.tok, ids, gen.max_new_tokens, gen.temperature,
-                               batch_size=gen.batch_size)
+        with policy_for_generation(self.model, acc) as policy:
+            completions = generate(policy, self.tok, ids, gen.max_new_tokens, gen.temperature,
+                                   batch_size=gen.batch_size)
         gen_seconds = time.perf_counter() - started
         return self.process(completions, torch.tensor([float(x) for x in reward_fn(mine, completions)]), gen_seconds)
 
@@ -229,9 +220,10 @@ class PPOTrainer:
     def process(self, completions: Sequence[Completion], raw: torch.Tensor,
                 gen_seconds: float = 0.0) -> tuple[dict, dict]:
         """Scored completions -> the update's batch (log-probs, values, advantages) and the step's statistics,
-        both over the whole rollout batch when ranks share it (`distributed.gather` / `all_sum`)."""
-        s, total, started = self.stage, distributed.all_sum, time.perf_counter()
-        every = distributed.gather(raw)
+        both over the whole rollout batch when ranks share it (gathered, or summed over ranks)."""
+        s, total, started, acc = self.stage, self._total, time.perf_counter(), self.accelerator
+        raw = raw.to(acc.device)
+        every = acc.gather(raw)
         if not torch.isfinite(every).all():  # checked on the gathered scores: every rank stops together
             bad = every[~torch.isfinite(every)][0].item()
             raise AlignError(f"stage {s.name}: reward became {bad} at PPO step {self.step + 1}",
@@ -241,25 +233,26 @@ class PPOTrainer:
             std = every.std().item() if len(every) > 1 else 1.0
             self.score_norm = (1.0 / std if s.normalize_reward and std > 1e-6 else 1.0,
                                every.mean().item() if s.normalize_reward else 0.0)
+            acc.unwrap_model(self.model).set_value_units(*self.score_norm)
         gain, bias = self.score_norm
-        finished = torch.tensor([c.finished for c in completions])
+        finished = torch.tensor([c.finished for c in completions], device=acc.device)
         scores = (raw - bias) * gain - s.missing_eos_penalty * (~finished).float()
-        ro = collate(completions, self.tok.pad_token_id)
+        ro = collate(completions, self.tok.pad_token_id, acc.device)
         old_lp, ref_lp, values, entropy = self._score_tokens(ro)
         rewards, kl = rl.kl_rewards(scores, old_lp, ref_lp, ro.mask, self.kl_ctl.value)
         if s.whiten_rewards:
             rewards = rl.masked_whiten(rewards, ro.mask, shift_mean=False, total=total)
         advantages, returns = rl.gae(rewards, values, ro.mask, s.gamma, s.lam)
         advantages = rl.masked_whiten(advantages, ro.mask, total=total)
-        lengths = distributed.gather(ro.mask.sum(1))
+        lengths = acc.gather(ro.mask.sum(1))
         stats = {"reward_mean": every.mean().item(), "reward_std": every.std().item() if len(every) > 1 else 0.0,
-                 "score_mean": distributed.gather(scores).mean().item(),
-                 "kl": distributed.gather(kl.sum(1)).mean().item(), "kl_coef": self.kl_ctl.value,
+                 "score_mean": acc.gather(scores).mean().item(),
+                 "kl": acc.gather(kl.sum(1)).mean().item(), "kl_coef": self.kl_ctl.value,
                  "entropy": rl.masked_mean(entropy, ro.mask, total=total).item(),
                  "response_length": lengths.mean().item(),
-                 "eos_rate": distributed.gather(finished.float()).mean().item(), "gen_seconds": gen_seconds,
+                 "eos_rate": acc.gather(finished.float()).mean().item(), "gen_seconds": gen_seconds,
                  "gen_tokens": lengths.sum().item(),
-                 "prompt_tokens": distributed.gather(ro.attention_mask[:, :ro.prompt_width].sum(1)).sum().item(),
+                 "prompt_tokens": acc.gather(ro.attention_mask[:, :ro.prompt_width].sum(1)).sum().item(),
                  "value_mean": rl.masked_mean(values, ro.mask, total=total).item(),
                  "explained_variance": rl.explained_variance(values, returns, ro.mask, total=total),
                  "train_seconds": time.perf_counter() - started}
@@ -269,56 +262,63 @@ class PPOTrainer:
     def _score_tokens(self, ro: Rollouts) -> tuple[torch.Tensor, ...]:
         """Old and reference log-probs, values and entropies, in micro-batches of the update's layout."""
         temperature, width, out = self.stage.generation.temperature, ro.mask.shape[1], []
-        order = ro.by_length(torch.arange(len(ro.mask)), self.stage.batch_size)
+        order = ro.by_length(torch.arange(len(ro.mask), device=ro.mask.device), self.stage.batch_size)
         for idx in order:
             rows, prompt, answer = ro.rows(idx)
-            lp, ent = policy_forward(self.policy, rows, prompt, temperature, entropy=True)
+            lp, ent, values = self.model(rows, prompt, temperature, entropy=True)
             with _reference(self.policy, self.reference) as ref:
                 ref_lp, _ = policy_forward(ref, rows, prompt, temperature)
-            parts = (lp, ref_lp, value_forward(self.value, rows, prompt), ent)
-            out.append([torch.nn.functional.pad(x, (0, width - answer)) for x in parts])  # back to the batch's width
+            out.append([torch.nn.functional.pad(x, (0, width - answer)) for x in (lp, ref_lp, values, ent)])
         back = torch.cat(order).argsort()
         return tuple(torch.cat(parts)[back] for parts in zip(*out))
 
     def update(self, batch: dict) -> dict[str, float]:
-        """`ppo_epochs` passes of clipped policy and value updates over shuffled minibatches."""
-        s, ro = self.stage, batch["ro"]
-        sums: dict[str, float] = {}
-        n_micro = 0
+        """`ppo_epochs` passes of clipped policy and value updates over shuffled minibatches.
+
+        Every token of a minibatch weighs the same: each micro-batch's summed token losses are divided by the
+        minibatch's token count over all ranks, so how the minibatch is cut into micro-batches (`by_length`
+        groups short rows together) and ranks changes no gradient. Logged losses and fractions are token means
+        over each minibatch, averaged over the minibatches."""
+        s, ro, acc = self.stage, batch["ro"], self.accelerator
+        sums: dict[str, torch.Tensor] = {}
+        minibatches = 0
         for _ in range(s.ppo_epochs):
-            order = torch.randperm(len(ro.mask))
+            order = torch.randperm(len(ro.mask)).to(ro.mask.device)
             for minibatch in order.split(s.batch_size * s.grad_accum):
                 self.optimizer.zero_grad(set_to_none=True)
-                micro = ro.by_length(minibatch, s.batch_size)  # any split sums to the minibatch's gradient
-                for idx in micro:
-                    stats = self._micro_step(batch, idx, len(micro))
-                    for k, v in stats.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    n_micro += 1
-                distributed.average_gradients(self.params)
-                for m in (self.policy, self.value):
-                    torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], s.max_grad_norm)
+                tokens = self._total(ro.mask[minibatch].sum())
+                for idx in ro.by_length(minibatch, s.batch_size):  # grad_accum micro-batches: the last syncs
+                    with acc.accumulate(self.model):
+                        for k, v in self._micro_step(batch, idx, tokens).items():
+                            sums[k] = sums.get(k, 0.0) + v
+                for part in (self.policy, self.value):
+                    acc.clip_grad_norm_([p for p in part.parameters() if p.requires_grad], s.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
-        means = distributed.all_sum(torch.tensor(list(sums.values()))) / (n_micro * distributed.world_size())
+                minibatches += 1
+        means = self._total(torch.stack(list(sums.values()))) / minibatches
         return dict(zip(sums, means.tolist())) | {"lr": self.scheduler.get_last_lr()[0]}
 
-    def _micro_step(self, batch: dict, idx: torch.Tensor, accum: int) -> dict[str, float]:
-        s, ro = self.stage, batch["ro"]
+    def _micro_step(self, batch: dict, idx: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward and backward of one micro-batch; its share of the minibatch's token-mean losses and stats."""
+        s, ro, acc = self.stage, batch["ro"], self.accelerator
         rows, prompt, answer = ro.rows(idx)
         old = {k: batch[k][idx, :answer] for k in ("old_logprobs", "advantages", "values", "returns")}
         mask = ro.mask[idx, :answer]
-        logprobs, _ = policy_forward(self.policy, rows, prompt, s.generation.temperature)
-        values = value_forward(self.value, rows, prompt)
-        pg_loss, pg_stats = rl.policy_loss(logprobs, old["old_logprobs"], old["advantages"], mask, s.cliprange)
-        vf_loss, vf_stats = rl.value_loss(values, old["values"], old["returns"], mask, s.cliprange_value)
+        logprobs, _, values = self.model(rows, prompt, s.generation.temperature)
+        pg_loss, pg_stats = rl.policy_loss(logprobs, old["old_logprobs"], old["advantages"], mask, s.cliprange,
+                                           tokens=tokens)
+        vf_loss, vf_stats = rl.value_loss(values, old["values"], old["returns"], mask, s.cliprange_value,
+                                          tokens=tokens)
         loss = pg_loss + s.vf_coef * vf_loss
         if not torch.isfinite(loss):
             raise AlignError(f"stage {s.name}: training loss became {loss.item()} at PPO step {self.step + 1}",
                              hint="lower learning_rate or raise kl_coef; earlier stages are kept")
-        (loss / accum).backward()
-        return {"pg_loss": pg_loss.item(), "vf_loss": vf_loss.item(), "loss": loss.item(),
-                **{k: v.item() for k, v in (pg_stats | vf_stats).items()}}
+        # DDP / DeepSpeed average gradients over ranks and accelerate divides by the accumulation steps: undo
+        # both, so the minibatch's gradient is its summed token losses over its token count
+        acc.backward(loss * acc.num_processes * acc.gradient_accumulation_steps)
+        return {"pg_loss": pg_loss.detach(), "vf_loss": vf_loss.detach(), "loss": loss.detach(),
+                **{k: v.detach() for k, v in (pg_stats | vf_stats).items()}}
 
     def check(self, stats: dict[str, float]) -> None:
         """Stop on a KL past the configured bound (the policy has left the reference behind)."""
@@ -338,7 +338,9 @@ class PPOTrainer:
         torch.save({"policy": _trainable(self.policy), "value": _trainable(self.value),
                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "kl": self.kl_ctl.state_dict(), "step": self.step, "score_norm": self.score_norm,
-                    "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+                    "torch_rng": torch.get_rng_state(), "history": self.history,
+                    "cuda_rng": torch.cuda.get_rng_state() if self.accelerator.device.type == "cuda" else None},
+                   tmp / "state.pt")
         os.replace(tmp, path)
         for old in path.parent.glob("checkpoint-*"):  # the latest is the resume point
             if old != path:
@@ -356,7 +358,12 @@ class PPOTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.kl_ctl.load_state_dict(state["kl"])
         self.step, self.score_norm = state["step"], tuple(state["score_norm"]) if state["score_norm"] else None
+        if self.score_norm is not None:
+            self.accelerator.unwrap_model(self.model).set_value_units(*self.score_norm)
+        self.history = list(state.get("history", []))
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.accelerator.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"])  # rollouts sample on the GPU
         log.info("resumed PPO at step %d of %d from %s", self.step, self.steps, path)
 
 

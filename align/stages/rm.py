@@ -11,7 +11,8 @@ Built on TRL's `RewardTrainer` (subclassed), which keeps its model checks, pad-t
 removal and metric logging; what changes is the unit of a batch: TRL's collator puts one chosen and
 one rejected row per example, so this module supplies a per-prompt collator, skips TRL's pairwise
 tokenization (`_prepare_dataset`) and overrides `compute_loss` (Bradley-Terry over all pairs of each
-prompt, or Plackett-Luce over the whole ranking).
+prompt, or Plackett-Luce over the whole ranking), plus `center_coef` times the reward-centering penalty
+(mean of (r_better + r_worse)^2 over the pairs, as TRL's `center_rewards_coefficient`).
 
 Tokenization: prompt + response through the chat template, truncated to `max_length` from the LEFT,
 because the reward is read at the last token: cutting the end would cut the response (counted).
@@ -22,7 +23,6 @@ before and after training (`align.evaluation`).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,15 +70,7 @@ def run(ctx: StageContext) -> dict:
         "eval_truncated": eval_truncated}
     if evals and stage.eval_before:
         metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_before")
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=ctx.resume)
-    metrics["train_seconds"] = time.perf_counter() - start
-    metrics["train_loss"] = result.training_loss
-    metrics["train_tokens"] = trainer.train_tokens
-    metrics["train_tokens_per_second"] = trainer.train_tokens / metrics["train_seconds"]
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    if losses:
-        metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], losses[-1]
+    ctx.train(trainer, metrics, lambda: trainer.train_tokens)
     if evals:
         metrics |= evaluate_rm(trainer.model, eval_rows, evals, tok.pad_token_id, stage.eval_batch_size, "_after")
     save_model(trainer.model, tok, ctx.out, spec, "reward", ctx.init, gathered_state_dict(trainer))
@@ -125,12 +117,24 @@ def bradley_terry_loss(rewards: torch.Tensor, prompt: torch.Tensor, group: torch
     """Mean over prompts of the mean over each prompt's (better, worse) pairs of
     -log sigmoid(r_better - r_worse - margin[prompt]); rows are responses, `group` 0 = best."""
     w, lo = batch_pairs(prompt, group)
-    p = prompt[w]
-    diff = rewards[w] - rewards[lo] - (margin[p] if margin is not None else 0.0)
-    per_pair = -F.logsigmoid(diff)
-    n = int(prompt.max()) + 1
-    sums = rewards.new_zeros(n).index_add(0, p, per_pair)
-    counts = rewards.new_zeros(n).index_add(0, p, torch.ones_like(per_pair))
+    diff = rewards[w] - rewards[lo] - (margin[prompt[w]] if margin is not None else 0.0)
+    return _prompt_mean(-F.logsigmoid(diff), prompt, w)
+
+
+def centering_penalty(rewards: torch.Tensor, prompt: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Reward centering (Eisenstein et al. 2023; TRL's `center_rewards_coefficient`): the mean over each
+    prompt's (better, worse) pairs of (r_better + r_worse)^2, then over prompts, as the Bradley-Terry loss
+    weighs them. Zero when each pair's rewards sum to 0, whatever their margin: it pins the scores' offset,
+    which the ranking losses leave free, without shrinking their differences (an L2 on rewards would)."""
+    w, lo = batch_pairs(prompt, group)
+    return _prompt_mean((rewards[w] + rewards[lo]).pow(2), prompt, w)
+
+
+def _prompt_mean(per_pair: torch.Tensor, prompt: torch.Tensor, better: torch.Tensor) -> torch.Tensor:
+    """Mean over prompts (those with at least one pair) of the mean of their pairs' values."""
+    p, n = prompt[better], int(prompt.max()) + 1
+    sums = per_pair.new_zeros(n).index_add(0, p, per_pair)
+    counts = per_pair.new_zeros(n).index_add(0, p, torch.ones_like(per_pair))
     has_pairs = counts > 0
     return (sums[has_pairs] / counts[has_pairs]).mean()
 
@@ -172,7 +176,7 @@ class RankingRewardTrainer(RewardTrainer):
         else:
             loss = bradley_terry_loss(rewards, prompt, group, margin if self.use_margin else None)
         if self.center_coef:
-            loss = loss + self.center_coef * rewards.pow(2).mean()
+            loss = loss + self.center_coef * centering_penalty(rewards, prompt, group)
         if mode == "train":
             # every rank's tokens (a no-op gather in one process), so the count does not depend on the GPUs
             self.train_tokens += int(self.accelerator.gather(inputs["attention_mask"].sum()).sum())

@@ -10,12 +10,13 @@ import torch
 
 from align.errors import AlignError
 from align.evaluation.hooks import HOOKS
-from align.generation import adapters_disabled, completion_logprobs, generate, prompt_ids
+from align.generation import Completion, adapters_disabled, completion_logprobs, generate, prompt_ids
 from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
 from align.schema import STAGE_METRICS, GenerationSpec, LoraSpec, ModelSpec, PPOStage
 from align.stages import ppo
+from align.stages.ppo_model import collate, policy_forward
 from tests.stages.test_on_policy import POLICY_EVALS, write_recipe
 
 PROMPTS = [[{"role": "user", "content": q}] for q in
@@ -53,7 +54,7 @@ def test_update_logprobs_equal_rollout_logprobs(spec):
     ro, idx = batch["ro"], torch.tensor([5, 0, 11])
     rows, prompt, answer = ro.rows(idx)
     assert rows["input_ids"].shape[1] == prompt + answer <= ro.input_ids.shape[1]
-    again, _ = ppo.policy_forward(trainer.policy, rows, prompt, 1.0)
+    again, _ = policy_forward(trainer.policy, rows, prompt, 1.0)
     mask = ro.mask[idx, :answer].bool()
     torch.testing.assert_close(again[mask], batch["old_logprobs"][idx, :answer][mask], atol=1e-5, rtol=1e-5)
     assert not batch["old_logprobs"][idx, answer:].any()  # nothing past the rows' longest completion
@@ -61,9 +62,9 @@ def test_update_logprobs_equal_rollout_logprobs(spec):
     tok = trainer.tok
     completions = generate(trainer.policy, tok, prompt_ids(tok, PROMPTS), 8, 1.0, seed=3)
     expected = completion_logprobs(trainer.policy, completions, tok.pad_token_id)
-    ro2 = ppo.collate(completions, tok.pad_token_id)
+    ro2 = collate(completions, tok.pad_token_id)
     rows, prompt, _ = ro2.rows(torch.arange(len(PROMPTS)))
-    got, _ = ppo.policy_forward(trainer.policy, rows, prompt, 1.0)
+    got, _ = policy_forward(trainer.policy, rows, prompt, 1.0)
     for row, exp in zip(got, expected):
         torch.testing.assert_close(row[:len(exp)], exp, atol=1e-5, rtol=1e-5)
 
@@ -162,3 +163,80 @@ def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
     rm, critic = load_artifact(tmp_path / "run" / "rm", spec), ppo.value_model(spec, tmp_path / "run" / "rm")
     assert torch.equal(critic.get_base_model().score.weight, rm.score.weight)
     assert torch.equal(critic.get_base_model().model.norm.weight, rm.model.norm.weight)
+
+
+def test_logprobs_go_through_the_models_final_logit_softcapping():
+    """Gemma 2 soft-caps its logits after the LM head: PPO's and the evaluations' log-probs are those of the
+    model's own output, log_softmax(model(...).logits), not of the bare LM head."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(Gemma2Config(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8, final_logit_softcapping=0.5, pad_token_id=0,
+        attn_implementation="eager")).eval()
+    completions = [Completion([5, 6, 7, 8], [9, 10, 11], "", True),
+                   Completion([12, 13], [14, 15, 16, 17, 18], "", True)]
+    ro = collate(completions, 0)
+    rows, prompt, _ = ro.rows(torch.arange(2))
+    with torch.no_grad():
+        full = torch.log_softmax(model(**rows).logits.float(), -1)
+        got, _ = policy_forward(model, rows, prompt, 1.0)
+        evaluated = completion_logprobs(model, completions, 0)
+    for b, c in enumerate(completions):
+        want = full[b, prompt - 1:prompt - 1 + len(c.ids)].gather(-1, torch.tensor(c.ids)[:, None]).squeeze(-1)
+        torch.testing.assert_close(got[b, :len(c.ids)], want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(evaluated[b], want, atol=1e-5, rtol=1e-5)
+
+
+def _fixed_batch_grads(spec: ModelSpec, **overrides) -> dict[str, torch.Tensor]:
+    """The gradients of one PPO minibatch (the whole rollout batch) on tests/ppo_ranks.py's fixed rollouts."""
+    from tests.ppo_ranks import fixed_rollouts
+
+    trainer = make_trainer(spec, rollout_batch_size=8, ppo_epochs=1, normalize_reward=True, **overrides)
+    batch, _ = trainer.process(*fixed_rollouts(trainer.tok))
+    trainer.update(batch)
+    return {n: p.grad.clone() for m in (trainer.policy, trainer.value) for n, p in m.named_parameters()
+            if p.requires_grad}
+
+
+def test_token_weights_do_not_depend_on_how_a_minibatch_is_cut_into_micro_batches(spec):
+    """One minibatch of 8 rollouts of lengths 2-7, as one micro-batch of 8 or four of 2 (grouped by length):
+    every token weighs 1 / (the minibatch's tokens) either way, so the gradients are the same."""
+    whole = _fixed_batch_grads(spec, batch_size=8, grad_accum=1)
+    cut = _fixed_batch_grads(spec, batch_size=2, grad_accum=4)
+    assert whole.keys() == cut.keys()
+    for name in whole:
+        torch.testing.assert_close(cut[name], whole[name], rtol=1e-5, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in whole.values())
+
+
+class _OffsetHead(torch.nn.Module):
+    """A score head reading about 10 everywhere: a critic initialised from a reward model whose scores are
+    10 +- 3 (its own small head added, so the critic still trains)."""
+
+    def __init__(self, head: torch.nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden) + 10.0
+
+
+def test_critic_starts_in_the_units_of_the_normalized_returns(spec):
+    """Reward normalisation maps the RM's 10 +- 3 to 0 +- 1; the critic, read from the same RM's head, must
+    predict in those units from the first rollout, or its offset becomes a position-dependent advantage."""
+    trainer = make_trainer(spec, normalize_reward=True, whiten_rewards=False, kl_coef=0.0)
+    base = trainer.value.get_base_model()
+    base.score = _OffsetHead(base.score)
+    n = trainer.stage.rollout_batch_size
+    spread = torch.linspace(-1.0, 1.0, n)
+    scores = (10.0 + 3.0 * (spread - spread.mean()) / spread.std()).tolist()
+    batch, stats = trainer.rollout(trainer.batch_prompts(PROMPTS), lambda prompts, completions: scores)
+    assert trainer.score_norm == pytest.approx((1 / 3, 10.0))
+    assert stats["score_mean"] == pytest.approx(0.0, abs=1e-5)
+    assert abs(stats["value_mean"] - stats["score_mean"]) < 0.3, stats
+    mask, raw_advantages = batch["ro"].mask, batch["returns"] - batch["values"]
+    last = mask.sum(1).long() - 1
+    rows = torch.arange(len(mask))
+    assert abs(raw_advantages[:, 0].mean().item()) < 0.5 and abs(raw_advantages[rows, last].mean().item()) < 0.5

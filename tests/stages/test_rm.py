@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections import defaultdict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from align.stages.rm import (
     RankingCollator,
     RankingRewardTrainer,
     bradley_terry_loss,
+    centering_penalty,
     evaluate_rm,
     plackett_luce_loss,
     row_rewards,
@@ -70,6 +73,40 @@ def test_plackett_luce_loss_by_hand():
     two = plackett_luce_loss(torch.cat([r, torch.tensor([1.0, 3.0])]), torch.tensor([0, 0, 0, 1, 1]),
                              torch.tensor([0, 1, 2, 1, 0]))
     assert two == pytest.approx(float((strict - (3 - lse(1, 3))) / 2))  # mean over prompts
+
+
+class _FixedRewards(torch.nn.Module):
+    """A stand-in reward model: row i's reward is rewards[input_ids[i, 0]]."""
+
+    def __init__(self, rewards: list[float]):
+        super().__init__()
+        self.rewards = torch.tensor(rewards)
+
+    def forward(self, input_ids, attention_mask, use_cache=False):
+        return SimpleNamespace(logits=self.rewards[input_ids[:, 0]][:, None])
+
+
+def test_center_coef_penalizes_pair_sums_not_reward_size():
+    """Issue 17.7: centering is the mean over pairs of (r_better + r_worse)^2 (TRL, Eisenstein et al.), not an
+    L2 on the rewards: a pair (3, -3) is centred (penalty 0) although its rewards are large."""
+    prompt, group = torch.tensor([0, 0]), torch.tensor([0, 1])
+    assert centering_penalty(torch.tensor([3.0, -3.0]), prompt, group) == 0
+    assert centering_penalty(torch.tensor([1.0, 2.0]), prompt, group) == pytest.approx(9.0)
+    # prompt 1 ranks row 2 over tied rows 3 and 4: pairs (2, 3) -> (1 + 2)^2 = 9 and (2, 4) -> 1; prompts weigh alike
+    rewards, prompts, groups = [3.0, -3.0, 1.0, 2.0, 0.0], [0, 0, 1, 1, 1], [0, 1, 0, 1, 1]
+    assert centering_penalty(torch.tensor(rewards), torch.tensor(prompts), torch.tensor(groups)) == pytest.approx(2.5)
+    # and the trainer adds exactly center_coef times it to the ranking loss
+    trainer = object.__new__(RankingRewardTrainer)
+    trainer.loss_kind, trainer.use_margin, trainer.train_tokens = "bradley_terry", False, 0
+    trainer._metrics = defaultdict(lambda: defaultdict(list))
+    model = _FixedRewards(rewards).eval()
+    inputs = lambda: {"input_ids": torch.arange(5)[:, None], "attention_mask": torch.ones(5, 1, dtype=torch.long),  # noqa: E731
+                      "prompt": torch.tensor(prompts), "group": torch.tensor(groups), "margin": torch.zeros(2)}
+    losses = {}
+    for coef in (0.0, 0.1):
+        trainer.center_coef = coef
+        losses[coef] = float(trainer.compute_loss(model, inputs()))
+    assert losses[0.1] - losses[0.0] == pytest.approx(0.1 * 2.5)
 
 
 def test_collator_scores_each_response_once_per_prompt():

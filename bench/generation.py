@@ -1,0 +1,123 @@
+"""Generation benchmark: align's `generate` vs plain `model.generate`, side by side in one process (not a test).
+
+    python bench/generation.py                          # greedy, 32 prompts, batch 16, 128 new tokens, 2 rounds
+    python bench/generation.py --temperature 0.7 --prompts 64 --max-new-tokens 64 --rounds 3
+
+Same model (the embedded SmolLM2-135M-Instruct, fp32), same prompts (self-instruct seed tasks from
+../shared/data, rendered with the chat template and a generation prompt), same batch size and token
+budget. The rounds alternate plain, align, plain, align, ... so that both sides see the same machine load;
+the ratio is taken per round (over wall time and over CPU time), then its median reported.
+  plain  what a user writes: the prompts in their order, `batch_size` at a time, left-padded, then
+         `model.generate(input_ids, attention_mask, max_new_tokens)` with the model's defaults (greedy:
+         SmolLM2's generation_config sets no sampling; with --temperature: do_sample, that temperature and
+         top_k=0, so that both sides sample the same distribution)
+  align  `align.generation.generate(model, tok, prompts, max_new_tokens, temperature, batch_size=...)`
+Tokens/s counts each completion's tokens up to and including its first stop token (the same count on both
+sides), over the wall time of the whole call; the ratio is also given over the process's CPU time, which
+other jobs on a shared machine disturb far less than the wall time (with --threads 1 the two agree on an
+idle machine). Greedy: the script asserts that both sides produce identical
+tokens. Sampling: it checks that align's reported log-probs of its sampled tokens equal an independent
+forward's log-probs of the tempered distribution (the distribution sampled is the one PPO trains on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+from common import MODEL, SHARED
+from trl.trainer.utils import pad
+
+SEED_TASKS = SHARED / "self-instruct-seed" / "seed_tasks.jsonl"
+
+
+def prompts(path: str, n: int) -> list[list[dict]]:
+    with open(path) as f:
+        rows = [json.loads(line) for line in f.read().splitlines()[:n]]
+    return [[{"role": "user", "content": r["instruction"] + (f"\n{r['instances'][0]['input']}"
+                                                              if r["instances"][0]["input"] else "")}] for r in rows]
+
+
+def plain(model, tok, ids: list[list[int]], a: argparse.Namespace) -> list[list[int]]:
+    """A user's batched `model.generate` loop; each row's new tokens up to its first stop token."""
+    stop = set(model.generation_config.eos_token_id if isinstance(model.generation_config.eos_token_id, list)
+               else [model.generation_config.eos_token_id])
+    sampling = {"do_sample": True, "temperature": a.temperature, "top_k": 0} if a.temperature > 0 else {}
+    out = []
+    for start in range(0, len(ids), a.batch_size):
+        rows = [torch.tensor(r) for r in ids[start:start + a.batch_size]]
+        x = pad(rows, padding_value=tok.pad_token_id, padding_side="left")
+        mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left")
+        new = model.generate(input_ids=x, attention_mask=mask, max_new_tokens=a.max_new_tokens, **sampling)
+        for row in new[:, x.shape[1]:].tolist():
+            cut = next((j for j, t in enumerate(row) if t in stop), None)
+            out.append(row[:cut + 1] if cut is not None else row)
+    return out
+
+
+def tempered_logprobs(model, c, temperature: float) -> torch.Tensor:
+    """A completion's token log-probs under softmax(logits / temperature), from one forward of prompt + completion."""
+    logits = model(input_ids=torch.tensor([c.prompt_ids + c.ids])).logits[0, len(c.prompt_ids) - 1:-1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(c.ids)[:, None]).squeeze(-1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--prompts", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core); on a "
+                   "machine shared with other jobs 1 avoids the 2-thread barrier stalls that swamp both sides")
+    p.add_argument("--data", default=str(SEED_TASKS), help="self-instruct seed tasks (from a worktree: "
+                   "../../shared/data/...)")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+
+    from align.generation import generate, prompt_ids
+    from align.models import load_model, load_tokenizer
+    from align.schema import ModelSpec
+
+    spec = ModelSpec(name=MODEL, adapter="full")
+    tok, model = load_tokenizer(spec), load_model(spec, "causal_lm", trainable=False).eval()
+    ids = prompt_ids(tok, prompts(a.data, a.prompts))
+    print(f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"{len(ids)} prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, batch {a.batch_size}, "
+          f"{a.max_new_tokens} new tokens, temperature {a.temperature}", flush=True)
+    ratios = []
+    with torch.no_grad():
+        for r in range(a.rounds):
+            torch.manual_seed(r)
+            start, cpu = time.perf_counter(), time.process_time()
+            theirs = plain(model, tok, ids, a)
+            t_plain, c_plain = time.perf_counter() - start, time.process_time() - cpu
+            start, cpu = time.perf_counter(), time.process_time()
+            ours = generate(model, tok, ids, a.max_new_tokens, a.temperature, batch_size=a.batch_size, seed=r)
+            t_align, c_align = time.perf_counter() - start, time.process_time() - cpu
+            n_plain, n_align = sum(map(len, theirs)), sum(len(c.ids) for c in ours)
+            if a.temperature <= 0:
+                same = sum(t == c.ids for t, c in zip(theirs, ours))
+                assert same == len(ids), f"greedy outputs differ in {len(ids) - same} of {len(ids)} rows"
+            else:
+                err = max(float((tempered_logprobs(model, c, a.temperature) - torch.tensor(c.logprobs)).abs().max())
+                          for c in ours if c.ids)
+                assert err < 1e-3, f"sampled tokens' log-probs differ from an independent forward's by {err}"
+            ratio, cpu_ratio = (n_align / t_align) / (n_plain / t_plain), (n_align / c_align) / (n_plain / c_plain)
+            ratios.append((ratio, cpu_ratio))
+            if r == 0:
+                print("completion lengths (align):", sorted(len(c.ids) for c in ours), flush=True)
+            print(f"round {r + 1}: plain {n_plain} tokens in {t_plain:.1f} s ({c_plain:.1f} s CPU) = "
+                  f"{n_plain / t_plain:.1f} tokens/s; align {n_align} tokens in {t_align:.1f} s ({c_align:.1f} s CPU) "
+                  f"= {n_align / t_align:.1f} tokens/s; ratio {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU", flush=True)
+    print(f"median ratio over {a.rounds} rounds: {statistics.median(x for x, _ in ratios):.2f}x wall, "
+          f"{statistics.median(x for _, x in ratios):.2f}x CPU time")
+
+
+if __name__ == "__main__":
+    main()
