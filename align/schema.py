@@ -40,8 +40,8 @@ leading dashes."""
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """Recipe names: the default run folder runs/<name>; a dot may follow the first character (qwen2.5)."""
 RESERVED_NAMES = frozenset({"base", "start", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
-                            "lock", "checkpoints", "runs"})
-"""Names a stage may not take: what else the run folder holds (`evals/`, `report_plots/`, `tensorboard/`,
+                            "logs", "lock", "checkpoints", "runs"})
+"""Names a stage may not take: what else the run folder holds (`evals/`, `report_plots/`, `logs/`, `tensorboard/`,
 `wandb/` beside `manifest.json`, `report.*`, `.lock`), `base`, which `init` and `against` already mean, and
 `start`, which `against` means."""
 
