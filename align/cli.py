@@ -11,7 +11,9 @@
     align generate runs/quickstart/dpo --prompts prompts.jsonl --out answers.jsonl
     align export runs/quickstart/dpo --out exported/dpo --merge [--push-to-hub REPO_ID]   (align/export.py)
 
-User errors print as one short message and exit 2; `--debug` shows the traceback as well.
+User errors (`AlignError`: bad recipes, data, paths, arguments) print as one short message with its hint
+and exit 2. Anything else is a bug in align: one line saying so, exit 1, and `--debug` shows the traceback
+to report. Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `align runs | head`: the reader left; no traceback, and none at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as e:  # a bug, not the user's input: say so in one line; --debug gives the traceback
+        if args.debug:
+            raise
+        print(f"internal error: {type(e).__name__}: {str(e)[:300]}\n  hint: this is a bug in align, not in your "
+              "input; rerun with --debug for the traceback and report it", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     from align.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    check_cache_folder()
     unknown = set(args.force) - {s.name for s in recipe.stages}
     if unknown:
         raise AlignError(f"--force names no stage of this recipe: {', '.join(sorted(unknown))}")
@@ -172,10 +181,11 @@ def _report(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
+    _check_eval_args(args)  # before importing torch (seconds): a mistake is reported at once
     from align.evaluation.table import evaluate_artifact
     from align.schema import EvalSpec, GenerationSpec
 
-    against = str(Path(args.against).resolve()) if args.against not in ("base", "start") else args.against
+    against = args.against if args.against in ("base", "start") else str(Path(args.against).expanduser().resolve())
     spec = EvalSpec(hook=args.hook, data=args.data, max_examples=args.max_examples, against=against,
                     classifier=args.classifier,
                     generation=GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature))
@@ -191,9 +201,60 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"  {row['label']:<9} {row['category']:<20} n={row['n']:<4} refused {row['refusal_rate']:.0%} "
               f"[{row['lower']:.0%}-{row['upper']:.0%}]")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        try:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        except OSError as e:
+            raise AlignError(f"cannot write {args.json}: {e.strerror}", hint="the results are printed above") from None
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_eval_args(args: argparse.Namespace) -> None:
+    """Everything `align eval` can refuse before loading a model, so a mistake costs no evaluation."""
+    import difflib
+    import math
+
+    from align.evaluation.hooks import HOOKS
+    from align.recipe import import_user_hook
+
+    if ":" in args.hook:
+        import_user_hook(args.hook)
+    elif args.hook not in HOOKS:
+        near = difflib.get_close_matches(args.hook, HOOKS, n=1)
+        raise AlignError(f"--hook {args.hook}: not a built-in hook ({', '.join(HOOKS)}) nor 'module:function'",
+                         hint=f"did you mean {near[0]}?" if near else None)
+    for flag, value in (("--max-examples", args.max_examples), ("--max-new-tokens", args.max_new_tokens)):
+        if value is not None and value < 1:
+            raise AlignError(f"{flag} must be >= 1, got {value}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise AlignError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    if args.json:
+        out = Path(args.json).expanduser()
+        if out.is_dir() or not out.parent.is_dir():
+            raise AlignError(f"--json {args.json}: " + ("is a folder" if out.is_dir() else
+                             f"the folder {out.parent} does not exist"), hint="name a file in an existing folder")
+        args.json = str(out)
+    check_cache_folder()
+
+
+def check_cache_folder() -> None:
+    """$ALIGN_CACHE, when set, must be a folder align can write (converted models and tokenized data go
+    there): checked before any work, so a bad setting does not fail after a model conversion."""
+    import tempfile
+
+    value = os.environ.get("ALIGN_CACHE")
+    if not value:
+        return
+    folder = Path(value).expanduser()
+    hint = "point ALIGN_CACHE at a writable folder, or unset it (default ~/.cache/align)"
+    if folder.exists() and not folder.is_dir():
+        raise AlignError(f"ALIGN_CACHE={value} is not a folder", hint=hint)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise AlignError(f"ALIGN_CACHE={value}: cannot write there ({e.strerror})", hint=hint) from None
 
 
 def _data_check(args: argparse.Namespace) -> int:

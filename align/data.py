@@ -23,9 +23,55 @@ Record = dict[str, Any]
 ROLES = ("system", "user", "assistant")
 
 
+SUPPORTED = ".jsonl, .json, .csv, .parquet, .txt (pretrain text), a dataset folder (save_to_disk) or a hub dataset id"
+_BINARY = {b"PK\x03\x04": "a zip archive", b"\x1f\x8b": "gzip-compressed", b"ARROW1": "an Arrow file",
+           b"SQLite format 3\x00": "an SQLite database", b"\x89HDF": "an HDF5 file"}
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(text: str, where: str) -> Any:
+    """`json.loads`, strict where Python's is lenient: a key given twice (Python keeps the last), NaN and
+    Infinity (not JSON; they poison a loss) and nesting deeper than the stack are errors naming `where`."""
+    try:
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    except json.JSONDecodeError as e:
+        at = f"line {e.lineno}, column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
+        raise AlignError(f"{where}: invalid JSON at {at}: {e.msg}") from None
+    except DuplicateKey as e:
+        raise AlignError(f"{where}: field '{e}' appears twice in one record", hint="keep one of them") from None
+    except ValueError as e:
+        raise AlignError(f"{where}: {e}", hint="write a number, or leave the field out") from None
+    except RecursionError:
+        raise AlignError(f"{where}: JSON nested too deeply to read") from None
+
+
+def regular_file(path: Path, ref: str) -> None:
+    """Refuse a path that exists but is not a regular file or folder (a FIFO would block the reader
+    forever, a device never end)."""
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise AlignError(f"{ref} is not a regular file (a pipe, socket or device)", hint=f"use a file: {SUPPORTED}")
+
+
 def read_records(ref: str, split: str = "train") -> Iterator[tuple[str, int, Record]]:
-    """Yield (source, line, record) from a JSONL/JSON file, a dataset folder, or a hub dataset id."""
+    """Yield (source, line, record) from a JSONL/JSON/CSV/Parquet file, a dataset folder, or a hub dataset id."""
     path = Path(ref).expanduser()
+    regular_file(path, ref)
     if path.is_file():
         yield from _read_file(path)
     elif path.is_dir():
@@ -35,23 +81,17 @@ def read_records(ref: str, split: str = "train") -> Iterator[tuple[str, int, Rec
                 yield from _read_file(f)
         else:
             yield from _read_dataset(ref, split, from_disk=True)
-    elif ref.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv", ".txt"}:
+    elif ref.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv", ".txt", ".parquet"}:
         raise AlignError(f"data file {ref} does not exist")
     else:
         yield from _read_dataset(ref, split, from_disk=False)
 
 
 def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise AlignError(f"cannot read data file {path}: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise AlignError(f"{path} line {line}: not UTF-8 text (byte {e.start})",
-                         hint="re-encode the file as UTF-8") from None
+    if path.suffix == ".parquet":
+        yield from _read_parquet(path)
+        return
+    text = read_text(path)
     if not text.strip():
         what = "paragraphs separated by blank lines" if path.suffix == ".txt" else "one JSON record per line"
         raise AlignError(f"{path}: the file is empty", hint=f"write {what}, or point the recipe at the right file")
@@ -62,10 +102,7 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
         yield from _read_paragraphs(path, text)
         return
     if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise AlignError(f"{path} line {e.lineno}: invalid JSON: {e.msg}") from None
+        data = loads(text, str(path))
         if not isinstance(data, list):
             raise AlignError(f"{path}: a .json data file holds a list of records")
         for i, rec in enumerate(data):
@@ -74,11 +111,45 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AlignError(f"{path} line {n}: invalid JSON at column {e.colno}: {e.msg}") from None
-        yield str(path), n, _object(rec, path, n)
+        yield str(path), n, _object(loads(line, f"{path} line {n}"), path, n)
+
+
+def read_bytes(path: Path) -> bytes:
+    """A data file's bytes; a binary format (by its magic bytes) is an error saying what is supported."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise AlignError(f"cannot read data file {path}: {e.strerror}") from None
+    for magic, what in _BINARY.items():
+        if raw.startswith(magic):
+            raise AlignError(f"{path}: {what}, not a data file align reads", hint=f"supported: {SUPPORTED}")
+    if raw.startswith(b"PAR1"):
+        raise AlignError(f"{path}: a Parquet file without the .parquet suffix", hint="rename it to .parquet")
+    return raw
+
+
+def read_text(path: Path) -> str:
+    """A data file as text: UTF-8, a leading byte-order mark dropped (spreadsheets write one into CSV)."""
+    raw = read_bytes(path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line, column = raw[: e.start].count(b"\n") + 1, e.start - raw.rfind(b"\n", 0, e.start)
+        raise AlignError(f"{path} line {line}: not UTF-8 text (byte {column} of the line)",
+                         hint="re-encode the file as UTF-8") from None
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[str, int, Record]]:
+    """A Parquet file's rows as records (line = row number, from 1)."""
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (OSError, pyarrow.ArrowException) as e:
+        raise AlignError(f"{path}: cannot read as Parquet: {e}", hint=f"supported: {SUPPORTED}") from None
+    for i, rec in enumerate(rows):
+        yield str(path), i + 1, rec
 
 
 def _read_csv(path: Path, text: str) -> Iterator[tuple[str, int, Record]]:

@@ -113,7 +113,8 @@ def _rows(cls: type, only: set[str] | None = None) -> list[str]:
         note = ""
         if only is not None and f.name in {g.name for g in dataclasses.fields(schema.StageBase)}:
             note = " *(changes the StageBase default)*"
-        out.append(f"| `{f.name}` | {_type(tp)} | {default} | {meaning}{note} |")
+        rng = f" in {f.metadata['range'][0]}" if "range" in f.metadata else ""
+        out.append(f"| `{f.name}` | {_type(tp)}{rng} | {default} | {meaning}{note} |")
     return out
 
 

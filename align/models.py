@@ -188,10 +188,26 @@ def load_model(spec: ModelSpec, head: Head = "causal_lm", init: str | Path | Non
             model = prepare_model_for_kbit_training(model)
         lora = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
                           target_modules=spec.lora.target_modules, task_type=_TASK_TYPES[head])
+        _check_target_modules(model, spec.lora.target_modules)
         model = get_peft_model(model, lora)
         if checkpointing:  # frozen embeddings would otherwise cut the gradient path through checkpoints
             model.enable_input_require_grads()
     return model
+
+
+def _check_target_modules(model: PreTrainedModel, wanted: str | list[str]) -> None:
+    """At least one listed LoRA target names a module of the model (peft matches a name's last parts; as in
+    peft, a name the model lacks is skipped: `lm_head` is in a causal LM but not in the reward model built
+    from the same settings), checked before training, with the names that would work: peft's own error is a
+    bare ValueError."""
+    if isinstance(wanted, str):
+        return  # 'all-linear', or one regular expression: peft resolves it
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    missing = [w for w in wanted if not any(n == w or n.endswith(f".{w}") for n, _ in model.named_modules())]
+    if len(missing) == len(wanted):
+        linear = sorted({n.rsplit(".", 1)[-1] for n in names})
+        raise AlignError(f"model.lora.target_modules: no module named {', '.join(missing)} in {type(model).__name__}",
+                         hint=f"its linear layers: {', '.join(linear)} (or 'all-linear')")
 
 
 def _load_base(spec: ModelSpec, source: str, head: Head, tok: PreTrainedTokenizerBase) -> PreTrainedModel:

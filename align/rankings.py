@@ -21,6 +21,7 @@ of a file's bad lines at once (`align data check FILE`).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from align.data import as_messages, check_messages, read_records, render_chats
+from align.data import as_messages, check_messages, loads, read_bytes, read_records, regular_file, render_chats
 from align.errors import AlignError
 
 PairMode = Literal["all", "best_vs_rest", "adjacent"]
@@ -132,7 +133,7 @@ def _native(rec: dict, where: str) -> Ranking:
     scores = rec.get("scores")
     if scores is not None and (not isinstance(scores, list) or len(scores) != len(responses) or
                                not all(_is_number(s) for s in scores)):
-        raise AlignError(f"{where}, field 'scores': expected {len(responses)} numbers, one per response")
+        raise AlignError(f"{where}, field 'scores': expected {len(responses)} numbers (finite), one per response")
     annotator = rec.get("annotator")
     if annotator is not None and not isinstance(annotator, str):
         raise AlignError(f"{where}, field 'annotator': expected a string, got {type(annotator).__name__}")
@@ -155,7 +156,7 @@ def _pairwise(rec: dict, where: str) -> Ranking:
                          "unless they are hh-rlhf transcripts ('\\n\\nHuman: ... \\n\\nAssistant: ...')")
     margin = rec.get("margin")
     if margin is not None and not _is_number(margin):
-        raise AlignError(f"{where}, field 'margin': expected a number, got {type(margin).__name__}")
+        raise AlignError(f"{where}, field 'margin': expected a number (finite), got {margin!r}")
     return _checked(Ranking(prompt, [chosen, rejected], [[0], [1]], margin=margin), where)
 
 
@@ -255,10 +256,22 @@ def _groups(value: Any, k: int, where: str) -> list[list[int]]:
 
 
 def _checked(r: Ranking, where: str) -> Ranking:
+    """Rules on the whole record: at least two responses, a preference, no response given twice (a pair of
+    equal texts teaches nothing, or the opposite of itself), a prompt the responses answer."""
     if len(r.responses) < 2:
         raise AlignError(f"{where}, field 'responses': {len(r.responses)} response(s); a ranking needs at least two")
     if len(r.ranking) < 2:
         raise AlignError(f"{where}, field 'ranking': every response is tied, so it states no preference")
+    first: dict[str, int] = {}
+    for i, text in enumerate(r.responses):
+        j = first.setdefault(text.strip(), i)
+        if j != i:
+            what = "'chosen' and 'rejected' are" if len(r.responses) == 2 else f"responses {j} and {i} are"
+            raise AlignError(f"{where}: {what} the same text, so the record states no preference between them",
+                             hint="remove the duplicate response (or the record)")
+    if r.prompt and r.prompt[-1]["role"] == "assistant":
+        raise AlignError(f"{where}, field 'prompt': ends with an assistant turn; the responses must answer a user "
+                         "message", hint="end the prompt with the user's message")
     return r
 
 
@@ -283,7 +296,8 @@ def _text(value: Any, where: str) -> str:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite number (NaN or inf in a margin or score would make the loss NaN)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ---- checking a whole file ------------------------------------------------------------------------
@@ -294,28 +308,30 @@ def check_file(path: str | Path) -> list[str]:
 
 
 def scan_file(path: str | Path) -> tuple[list[Ranking], list[str]]:
-    """The good records of a file and a message for each bad line."""
-    path = Path(path)
-    if path.suffix != ".jsonl":  # JSON lists and datasets have no per-line recovery: the reader's errors stand
+    """The good records of a file and a message for each bad line (an undecodable line is one bad line)."""
+    ref, path = str(path), Path(path).expanduser()
+    regular_file(path, ref)
+    if path.suffix != ".jsonl" or not path.is_file():  # JSON lists, Parquet and datasets: the reader's errors stand
         try:
-            return read_rankings(str(path)), []
+            return read_rankings(ref), []
         except AlignError as e:
-            return [], [e.message]
+            return [], [e.message + (f" ({e.hint})" if e.hint else "")]
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        return [], [f"{path}: cannot read as UTF-8 text: {e}"]
+        raw = read_bytes(path)
+    except AlignError as e:
+        return [], [e.message + (f" ({e.hint})" if e.hint else "")]
     good, bad = [], []
-    for n, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
+    for n, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
         try:
-            rec = json.loads(text)
+            text = line.decode("utf-8")
+            if not text.strip():
+                continue
+            rec = loads(text, f"{path} line {n}")
             if not isinstance(rec, dict):
                 raise AlignError(f"{path} line {n}: expected a JSON object, got {type(rec).__name__}")
             good.append(parse_ranking(str(path), n, rec))
-        except json.JSONDecodeError as e:
-            bad.append(f"{path} line {n}: invalid JSON at column {e.colno}: {e.msg}")
+        except UnicodeDecodeError as e:
+            bad.append(f"{path} line {n}: not UTF-8 text (byte {e.start + 1} of the line)")
         except AlignError as e:
             bad.append(e.message)
     if not good and not bad:

@@ -8,54 +8,77 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
-import types
-import typing
+import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from align import schema
 from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
 from align.evaluation.hooks import HOOKS
-from align.schema import STAGE_KINDS, GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
+from align.validator import Validator
+from align.yamlsafe import line_map, load_yaml
+
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a megabyte is generous and bounds parsing time
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file; raise one AlignError listing every problem."""
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise AlignError(f"{path}: {path.stat().st_size} bytes; a recipe is at most {MAX_RECIPE_BYTES} bytes",
+                             hint="is this the recipe file? data goes in its own files, named under data:")
+        if not path.is_file():
+            raise AlignError(f"{path}: not a regular file", hint="name the recipe's .yaml file")
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise AlignError(f"cannot read recipe {path}: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise AlignError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        raw = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AlignError(f"{path}{where}: YAML syntax error: {getattr(e, 'problem', e)}") from None
+    raw, root = load_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise AlignError(f"{path}: a recipe is a mapping with keys name, model, data, tracking, stages",
                          hint="see recipes/quickstart.yaml for the layout")
     overridden = apply_overrides(raw, overrides or [])
-    v = _Validator(str(path), lines, overridden)
+    v = Validator(str(path), line_map(root), overridden)
     recipe = v.build(Recipe, raw, "")
-    if not v.errors:
-        _check_recipe(recipe, v)
+    if recipe is not None and None not in (recipe.model, recipe.data):  # rules across fields, also when some
+        _check_recipe(recipe, v)                                          # field was wrong: every error at once
     if v.errors:
         n = len(v.errors)
         raise AlignError(f"{path}: {n} problem{'s' * (n > 1)} in the recipe", v.errors)
     recipe.source = str(path)
+    _expand_home(recipe)
     return recipe
+
+
+def _expand_home(recipe: Recipe) -> None:
+    """`~` in every path a recipe may hold means the home folder, as in a shell (never a folder named ~)."""
+    def home(ref: str | None) -> str | None:
+        return str(Path(ref).expanduser()) if isinstance(ref, str) and ref.startswith("~") else ref
+
+    m = recipe.model
+    m.name, m.chat_template, recipe.output_dir = home(m.name), home(m.chat_template), home(recipe.output_dir)
+    specs = [getattr(recipe.data, f.name) for f in dataclasses.fields(recipe.data)] + [s.data for s in recipe.stages]
+    for spec in specs:
+        if spec is not None:
+            spec.train, spec.eval = home(spec.train), home(spec.eval)
+    for stage in recipe.stages:
+        if getattr(stage, "mix", None) is not None:
+            stage.mix.data = home(stage.mix.data)
+    for e in recipe.evals:
+        e.data = home(e.data)
+        if e.hook == "llm_judge":  # its judge is a model (an rm stage's name otherwise)
+            e.judge = home(e.judge)
 
 
 def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
     """A `ModelSpec` from a mapping (an artifact's config.yaml), validated like a recipe's `model`."""
-    v = _Validator("<model>", {}, set())
+    v = Validator("<model>", {}, set())
     spec = v.build(ModelSpec, raw, "model")
     if v.errors:
         raise AlignError("invalid model settings", v.errors)
@@ -81,7 +104,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
             node = nxt
         if not isinstance(node, dict):
             raise AlignError(f"override '{item}': {'.'.join(parts[:-1])} is not a mapping")
-        node[parts[-1]] = yaml.safe_load(value) if value else ""
+        node[parts[-1]] = load_yaml(value, f"override '{item}'")[0] if value else ""
         done.add(key)
     return done
 
@@ -98,153 +121,18 @@ def _child(node: Any, part: str) -> Any:
     return None
 
 
-def _item_key(path: str, i: int, item: Any) -> str:
-    name = item.get("name") if isinstance(item, dict) else None
-    return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
-
-
-def _line_map(node: yaml.Node | None, path: str = "", out: dict | None = None) -> dict[str, int]:
-    """Dotted key path -> 1-based line, from the composed YAML node tree (safe_load drops positions)."""
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            sub = f"{path}.{k.value}" if path else str(k.value)
-            out[sub] = k.start_mark.line + 1
-            _line_map(v, sub, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            pairs = v.value if isinstance(v, yaml.MappingNode) else []
-            name = next((c.value for k, c in pairs if k.value == "name"), None)
-            named = isinstance(name, str) and name and isinstance(v, yaml.MappingNode)
-            sub = f"{path}.{name}" if named else f"{path}[{i}]"
-            out[sub] = v.start_mark.line + 1
-            _line_map(v, sub, out)
-    return out
-
-
-class _Validator:
-    """Builds dataclasses from plain data, collecting errors instead of stopping at the first."""
-
-    def __init__(self, source: str, lines: dict[str, int], overridden: set[str]):
-        self.source, self.lines, self.overridden, self.errors = source, lines, overridden, []
-
-    def error(self, path: str, message: str) -> None:
-        if path in self.overridden:
-            where = "command-line override"
-        else:
-            probe = path
-            while probe and probe not in self.lines:
-                probe = probe.rpartition(".")[0]
-            where = f"line {self.lines[probe]}" if probe else "top level"
-        self.errors.append(f"{where}, {path or '<recipe>'}: {message}")
-
-    def build(self, cls: type, raw: Any, path: str) -> Any:
-        if not isinstance(raw, dict):
-            self.error(path, f"expected a mapping of {cls.__name__} keys, got {type(raw).__name__}")
-            return None
-        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in raw.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in fields:
-                near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
-                self.error(sub, "unknown key" + (f"; did you mean '{near[0]}'?" if near else
-                                                 f"; valid keys: {', '.join(fields)}"))
-                continue
-            kwargs[key] = self.value(hints[key], value, sub)
-        for name, f in fields.items():
-            if name not in raw and f.default is None and f.default_factory is dataclasses.MISSING and \
-                    not _optional(hints[name]):
-                self.error(f"{path}.{name}" if path else name, "required key is missing")
-        try:
-            return cls(**{k: v for k, v in kwargs.items() if v is not _BAD})
-        except TypeError:
-            return None
-
-    def value(self, tp: Any, value: Any, path: str) -> Any:
-        origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if origin in (typing.Union, types.UnionType):
-            if value is None and type(None) in args:
-                return None
-            options = [a for a in args if a is not type(None)]
-            for opt in options:  # first option that accepts the value silently wins
-                trial = _Validator(self.source, self.lines, self.overridden)
-                out = trial.value(opt, value, path)
-                if not trial.errors:
-                    return out
-            return self.value(options[-1], value, path)
-        if origin is typing.Literal:
-            if value not in args:
-                near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
-                self.error(path, f"'{value}' is not one of {', '.join(map(str, args))}" +
-                           (f"; did you mean '{near[0]}'?" if near else ""))
-                return _BAD
-            return value
-        if tp is dict or origin is dict:
-            if not isinstance(value, dict):
-                self.error(path, f"expected a mapping, got {_describe(value)}")
-                return _BAD
-            return value
-        if origin is list:
-            if not isinstance(value, list):
-                self.error(path, f"expected a list, got {_describe(value)}")
-                return _BAD
-            if args and args[0] is StageBase:
-                return [self.stage(item, _item_key(path, i, item)) for i, item in enumerate(value)]
-            return [self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
-        if dataclasses.is_dataclass(tp):
-            if isinstance(value, str) and getattr(tp, "SHORTHAND", None):
-                value = {tp.SHORTHAND: value}
-            return self.build(tp, value, path) if value is not None else self.build(tp, {}, path)
-        return self.scalar(tp, value, path)
-
-    def scalar(self, tp: type, value: Any, path: str) -> Any:
-        if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-            return value
-        self.error(path, f"expected {tp.__name__}, got {_describe(value)}")
-        return _BAD
-
-    def stage(self, raw: Any, path: str) -> StageBase | None:
-        if not isinstance(raw, dict):
-            self.error(path, f"a stage is a mapping with at least name and kind, got {_describe(raw)}")
-            return None
-        kind = raw.get("kind", raw.get("name"))
-        if kind not in STAGE_KINDS:
-            near = difflib.get_close_matches(str(kind), STAGE_KINDS, n=1)
-            self.error(f"{path}.kind", f"unknown stage kind '{kind}'; valid kinds: {', '.join(STAGE_KINDS)}" +
-                       (f" (did you mean '{near[0]}'?)" if near else ""))
-            return None
-        return self.build(STAGE_KINDS[kind], {"kind": kind, **raw}, path)
-
-
-_BAD = object()
-
-
-def _optional(tp: Any) -> bool:
-    return type(None) in typing.get_args(tp)
-
-
-def _describe(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-
-def _check_recipe(recipe: Recipe, v: _Validator) -> None:
+def _check_recipe(recipe: Recipe, v: Validator) -> None:
     """Rules that span fields: names, init order, numbers in range, data present and readable."""
     if not recipe.stages:
         v.error("stages", "a recipe needs at least one stage")
+    if recipe.output_dir is None:  # the name is then a folder under runs/
+        _check_name(recipe.name, "name", "recipe", v, schema.RECIPE_NAME)
+    _check_model(recipe.model, v)
     seen: list[str] = []
-    for stage in recipe.stages:
+    for i, stage in enumerate(recipe.stages):
         if stage is None:
             continue
-        p = f"stages.{stage.name}"
+        p = f"stages.{stage.name}" if stage.name else f"stages[{i}]"
         if stage.name in seen:
             v.error(p, f"two stages are named '{stage.name}'; names must be unique")
         if stage.init == stage.name:
@@ -253,11 +141,9 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
             later = any(s and s.name == stage.init for s in recipe.stages)
             v.error(f"{p}.init", f"'{stage.init}' is " + ("a later stage; a stage can only start from an earlier one"
                     if later else f"not a stage; use 'base' or one of: {', '.join(seen) or '(no earlier stage)'}"))
-        for key in ("learning_rate", "batch_size", "grad_accum", "max_length", "eval_batch_size", "logging_steps"):
-            if getattr(stage, key) <= 0:
-                v.error(f"{p}.{key}", f"must be > 0, got {getattr(stage, key)}")
-        if stage.save_steps < 0:
-            v.error(f"{p}.save_steps", f"must be >= 0 (0 = no checkpoints), got {stage.save_steps}")
+        _check_name(stage.name, f"{p}.name", "stage", v)
+        if stage.max_steps == 0:
+            v.error(f"{p}.max_steps", "0 steps would train nothing; use -1 (run for `epochs`) or a number >= 1")
         rm = getattr(stage, "reward_model", None)
         earlier = [s.name for s in recipe.stages if s and s.name in seen and s.kind == "rm"]
         if rm is not None and rm not in earlier:
@@ -273,23 +159,48 @@ def _check_recipe(recipe: Recipe, v: _Validator) -> None:
         else:
             _check_data(data, f"{p}.data" if stage.data else f"data.{data_kind(stage.kind)}", v)
         mix = getattr(stage, "mix", None)
-        if mix is not None and _looks_local(mix.data) and not Path(mix.data).expanduser().exists():
-            v.error(f"{p}.mix.data", f"data file {mix.data} does not exist")
+        if mix is not None and mix.data and _looks_local(mix.data):
+            _check_local(mix.data, f"{p}.mix.data", v)
         if getattr(stage, "part", None) is not None:
             try:
                 parse_part(stage.part)
             except ValueError as e:
                 v.error(f"{p}.part", str(e))
-        for j, gate in enumerate(stage.gate):
-            try:
-                parse_gate(gate)
-            except ValueError as e:
-                v.error(f"{p}.gate[{j}]", str(e))
+        _check_gates(recipe, stage, p, v)
         seen.append(stage.name)
     _check_evals(recipe, v)
 
 
-def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: _Validator) -> None:
+def _check_name(name: str, path: str, what: str, v: Validator, pattern: re.Pattern = schema.STAGE_NAME) -> None:
+    """A stage's name is its artifact folder (and a recipe's its run folder): a plain folder name, not one
+    of the run folder's own entries, so no recipe can write or delete outside its run folder."""
+    if not isinstance(name, str):
+        return  # missing: already reported
+    if not pattern.fullmatch(name):
+        chars = "letters, digits, _, - and ." if "." in pattern.pattern else "letters, digits, _ and -"
+        v.error(path, f"{what} name {name!r} may hold only {chars}, starting with a letter or digit (it names "
+                      "a folder)")
+    elif name.lower() in schema.RESERVED_NAMES:
+        v.error(path, f"{what} name '{name}' is reserved (the run folder or `init` uses it); reserved: "
+                      f"{', '.join(sorted(schema.RESERVED_NAMES))}")
+
+
+def _check_model(model: ModelSpec, v: Validator) -> None:
+    """What can be checked about the model without loading it: its template file and attention kernel."""
+    template = model.chat_template
+    if template and template != "chatml" and not Path(template).expanduser().is_file():
+        v.error("model.chat_template", f"'{template}' is neither 'chatml' nor an existing template file")
+    attn, known = model.attn_implementation, schema.ATTN_IMPLEMENTATIONS
+    if attn is not None and attn not in known and not re.fullmatch(r"[\w.-]+/[\w.-]+(:\w+)?", attn):
+        near = difflib.get_close_matches(attn, known, n=1)
+        v.error("model.attn_implementation", f"'{attn}' is not one of {', '.join(known)} nor a hub kernel "
+                "'org/repo'" + (f"; did you mean '{near[0]}'?" if near else ""))
+    modules = model.lora.target_modules if model.lora else "all-linear"
+    if isinstance(modules, list) and (not modules or not all(m.strip() for m in modules)):
+        v.error("model.lora.target_modules", "a list of module names needs at least one non-empty name")
+
+
+def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: Validator) -> None:
     """ppo, rloo and grpo learn from an earlier rm stage's scores, and split each rollout batch into whole
     minibatches (rloo and grpo: into whole groups of num_generations answers to one prompt)."""
     if no_reward:
@@ -315,7 +226,7 @@ SMOOTHED_DPO_LOSSES = ("cdpo", "robust")
 aot_unpaired; align's cdpo is built on robust); the others would silently train as if it were 0."""
 
 
-def _check_ignored_settings(stage: StageBase, p: str, v: _Validator) -> None:
+def _check_ignored_settings(stage: StageBase, p: str, v: Validator) -> None:
     """A key set to a value its stage's loss or sampler never reads is an error naming the settings that do,
     not a silent no-op; so is on-policy sampling from another distribution than the one trained on."""
     kind, loss = stage.kind, getattr(stage, "loss", None)
@@ -350,14 +261,42 @@ def parse_part(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def _check_evals(recipe: Recipe, v: _Validator) -> None:
+def _check_gates(recipe: Recipe, stage: StageBase, p: str, v: Validator) -> None:
+    """Each gate parses and names a metric the stage or the recipe's hooks produce on its row (each built-in
+    hook declares its metrics in `HOOKS`; a user hook's are known only when it runs, so with one any name
+    passes here)."""
+    known = set(schema.STAGE_METRICS.get(stage.kind, ()))
+    head = "reward" if stage.kind == "rm" else "causal_lm"  # the row's model: rm_accuracy measures only rm rows
+    for e in recipe.evals:
+        if e is not None and e.hook in HOOKS and HOOKS[e.hook].head == head:
+            names = [f"{m}_{e.name}" if e.name else m for m in HOOKS[e.hook].metrics]
+            known |= set(names) | {f"{m}_increase" for m in names if m.split("_")[0] == "perplexity"}
+    user_hook = any(e is not None and e.hook and ":" in e.hook for e in recipe.evals)
+    for j, gate in enumerate(stage.gate):
+        try:
+            name = parse_gate(gate)[0]
+        except ValueError as err:
+            v.error(f"{p}.gate[{j}]", str(err))
+            continue
+        if name not in known and not user_hook:
+            near = difflib.get_close_matches(name, known, n=1)
+            v.error(f"{p}.gate[{j}]", f"no metric '{name}': a {stage.kind} stage and the recipe's evals measure "
+                    f"{', '.join(sorted(known))}" + (f"; did you mean '{near[0]}'?" if near else ""))
+
+
+def _check_evals(recipe: Recipe, v: Validator) -> None:
     names = [s.name for s in recipe.stages if s]
     rms = [s.name for s in recipe.stages if s and s.kind == "rm"]
     for i, e in enumerate(recipe.evals):
-        if e is None:
+        if e is None or e.hook is None:
             continue
         p = f"evals[{i}]"
-        if e.hook not in HOOKS and ":" not in e.hook:
+        if ":" in e.hook:
+            try:
+                import_user_hook(e.hook)
+            except AlignError as err:
+                v.error(f"{p}.hook", err.message + (f" ({err.hint})" if err.hint else ""))
+        elif e.hook not in HOOKS:
             near = difflib.get_close_matches(e.hook, HOOKS, n=1)
             v.error(f"{p}.hook", f"unknown hook '{e.hook}'; built-ins: {', '.join(HOOKS)}, or your own "
                     "'module:function'" + (f"; did you mean '{near[0]}'?" if near else ""))
@@ -367,8 +306,12 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
             v.error(f"{p}.judge", "llm_judge needs the judging model: a hub id, a local folder or a .gguf file")
         elif e.judge is not None and e.hook != "llm_judge" and e.judge not in rms:
             v.error(f"{p}.judge", f"'{e.judge}' is not an rm stage; rm stages: {', '.join(rms) or 'none'}")
-        if e.data and _looks_local(e.data) and not Path(e.data).expanduser().exists():
-            v.error(f"{p}.data", f"data file {e.data} does not exist")
+        elif e.hook == "llm_judge" and (e.judge.startswith((".", "/", "~")) or e.judge.endswith(".gguf")) \
+                and not Path(e.judge).expanduser().exists():
+            v.error(f"{p}.judge", f"judging model '{e.judge}' does not exist (a local folder or .gguf file; "
+                                  "paths are relative to the current folder)")
+        if e.data and _looks_local(e.data):
+            _check_local(e.data, f"{p}.data", v)
         elif e.data and e.hook == "compliance" and is_benchmark(e.data) and (why := missing(e.data)):
             v.error(f"{p}.data", why)
         if e.name is not None and not re.fullmatch(r"\w+", e.name):
@@ -377,6 +320,32 @@ def _check_evals(recipe: Recipe, v: _Validator) -> None:
         if same:  # the later hook's metrics would silently replace the earlier one's in every row
             v.error(f"{p}.name", f"evals[{same[0]}] is also hook {e.hook}" + (f" named '{e.name}'" if e.name else "") +
                     "; give each a distinct name (e.g. name: domain), which suffixes its metric names")
+
+
+def import_user_hook(ref: str) -> Any:
+    """Import a user hook 'module:function' now (at validation, before any training) and return the function.
+
+    The current folder is appended to sys.path, as `python -m align` would put it first: the `align`
+    console script's sys.path lacks it, so `myhooks.py` beside the recipe would not import. Appended, not
+    prepended, so a file in the current folder cannot shadow an installed package. The module stays in
+    sys.modules, where the evaluation (`align.evaluation.hooks`) finds it."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    if not module or not name:
+        raise AlignError(f"hook '{ref}' is not 'module:function'")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise AlignError(f"cannot load hook {ref}: {e}", hint="name it as 'package.module:function', importable "
+                         "from the current folder or the installed packages") from None
+    except Exception as e:  # the user's module failed while importing: their bug, reported as such
+        raise AlignError(f"importing hook {ref} raised {type(e).__name__}: {e}") from None
+    if not callable(fn):
+        raise AlignError(f"hook {ref} is a {type(fn).__name__}, not a function")
+    return fn
 
 
 def reward_stage(recipe: Recipe, stage: StageBase) -> str | None:
@@ -400,16 +369,24 @@ _DATA_HINTS = {"text": " (raw text to continue pretraining on: data.text: {train
                        "records or a .txt file of blank-line-separated paragraphs, eval: held-out text})"}
 
 
-def _check_data(data: Any, path: str, v: _Validator) -> None:
+def _check_data(data: Any, path: str, v: Validator) -> None:
     for key in ("train", "eval"):
         ref = getattr(data, key)
-        if ref and _looks_local(ref) and not Path(ref).exists():
-            v.error(f"{path}.{key}", f"data file '{ref}' does not exist (paths are relative to the current folder)")
-    if not 0.0 <= data.eval_fraction < 1.0:
-        v.error(f"{path}.eval_fraction", f"must be in [0, 1), got {data.eval_fraction}")
+        if ref and _looks_local(ref):
+            _check_local(ref, f"{path}.{key}", v)
+
+
+def _check_local(ref: str, path: str, v: Validator) -> None:
+    """A local data reference exists and is a regular file or a folder (never a FIFO or device: reading one
+    would block or never end)."""
+    p = Path(ref).expanduser()
+    if not p.exists():
+        v.error(path, f"data file '{ref}' does not exist (paths are relative to the current folder)")
+    elif not (p.is_file() or p.is_dir()):
+        v.error(path, f"'{ref}' is not a regular file or a folder (a pipe or device?)")
 
 
 def _looks_local(ref: str) -> bool:
     """A path with a file suffix or a leading ./ or / is local; 'org/name' is a hub dataset id."""
     return ref.startswith((".", "/", "~")) or Path(ref).suffix in {".jsonl", ".json", ".csv", ".parquet", ".txt"} \
-        or Path(ref).exists()
+        or Path(ref).expanduser().exists()

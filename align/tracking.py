@@ -53,11 +53,7 @@ class Tracker:
             mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
             self._mode = "offline" if mode in ("offline", "dryrun") else mode
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._run = wandb.init(
-                project=self.spec.project, entity=self.spec.entity, group=self.group, job_type=stage,
-                name=f"{self.group}-{stage}", tags=self.spec.tags, config=self.config, dir=str(self.run_dir),
-                mode=mode, reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"),
-            )
+            self._run = self._wandb_init(wandb, stage, mode)
         elif self.spec.backend == "tensorboard":
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -65,6 +61,26 @@ class Tracker:
                 raise AlignError("tracking.backend: tensorboard needs the tensorboard package",
                                  hint="pip install tensorboard, or set tracking.backend: wandb or none") from None
             self._tb = SummaryWriter(str(self.run_dir / "tensorboard" / stage))
+
+    def _wandb_init(self, wandb: Any, stage: str, mode: str) -> Any:
+        """`wandb.init`; when going online fails (a bad key, no network: wandb retries for 90 s, then raises),
+        warn and log offline instead, so the training is not lost to the tracker. The key is never printed."""
+        # 30 s unless WANDB_INIT_TIMEOUT says otherwise: enough for a slow login, not 90 s of retries offline
+        timeout = {} if os.environ.get("WANDB_INIT_TIMEOUT") else {"init_timeout": 30}
+        kwargs = dict(project=self.spec.project, entity=self.spec.entity, group=self.group, job_type=stage,
+                      name=f"{self.group}-{stage}", tags=self.spec.tags, config=self.config, dir=str(self.run_dir),
+                      reinit="finish_previous")
+        try:
+            return wandb.init(mode=mode, settings=wandb.Settings(silent=True, console="off", **timeout), **kwargs)
+        except wandb.errors.Error as e:
+            if mode == "offline":
+                raise
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            key = os.environ.get("WANDB_API_KEY")
+            logging.getLogger(__name__).warning(
+                "W&B: cannot log online (%s); logging offline to %s instead (`wandb sync` uploads it later)",
+                why.replace(key, "<WANDB_API_KEY>") if key else why, self.run_dir / "wandb")
+            return wandb.init(mode="offline", settings=wandb.Settings(silent=True, console="off"), **kwargs)
 
     def log(self, metrics: dict[str, float], step: int | None = None) -> None:
         metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}

@@ -99,8 +99,17 @@ def sft_files(tmp_path) -> tuple[Path, Path]:
 
 def write_recipe(path: Path, model: Path | str, train: Path, evals: Path | None, run_dir: Path,
                  stage: str = "", tracking: str = "none") -> Path:
-    """A one-stage SFT recipe on the tiny model; `stage` adds indented YAML lines to the stage."""
+    """A one-stage SFT recipe on the tiny model; `stage` adds indented YAML lines to the stage (a key it sets
+    replaces the default below: a key given twice is a recipe error)."""
     eval_line = f", eval: {evals}" if evals else ""
+    own = []
+    for line in stage.splitlines():
+        if line.startswith("  - "):  # a further stage begins
+            break
+        if line.startswith("    ") and not line.startswith("     ") and ":" in line:
+            own.append(line.split(":")[0].strip())
+    defaults = "".join(f"    {k}: {v}\n" for k, v in (("learning_rate", "3.0e-3"), ("batch_size", 4),
+                                                        ("max_length", 64), ("logging_steps", 1)) if k not in own)
     path.write_text(f"""name: test
 model:
   name: {model}
@@ -112,11 +121,7 @@ output_dir: {run_dir}
 stages:
   - name: sft
     kind: sft
-    learning_rate: 3.0e-3
-    batch_size: 4
-    max_length: 64
-    logging_steps: 1
-{stage}""")
+{defaults}{stage}""")
     return path
 
 

@@ -46,3 +46,16 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_a_bug_is_one_line_and_exit_1_and_debug_shows_the_traceback():
+    """An exception that is not an AlignError is align's bug: one 'internal error' line asking for --debug."""
+    code = ("import argparse, sys\nimport align.cli as cli\n"
+            "def bug(args):\n    raise ZeroDivisionError('division by zero')\n"
+            "p = argparse.ArgumentParser()\np.add_argument('--debug', action='store_true')\np.set_defaults(func=bug)\n"
+            "cli._parser = lambda: p\nsys.exit(cli.main(sys.argv[1:]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "internal error: ZeroDivisionError: division by zero" in out.stderr and "--debug" in out.stderr
+    out = subprocess.run([sys.executable, "-c", code, "--debug"], capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" in out.stderr

@@ -62,7 +62,7 @@ def test_wrong_type_names_key_and_value(tmp_path, train_file):
 def test_all_errors_reported_at_once(tmp_path, train_file):
     msg = problems(recipe(tmp_path, train_file, "    batch_size: 2.5\n    packin: true\n    max_length: -3\n"))
     assert "stages.sft.batch_size" in msg and "stages.sft.packin" in msg and "did you mean 'packing'" in msg
-    assert "2 problems" in msg  # range checks run once the types are right
+    assert "3 problems" in msg and "stages.sft.max_length: must be >= 1, got -3" in msg  # ranges checked per field
 
 
 def test_unknown_stage_kind(tmp_path, train_file):
@@ -105,6 +105,85 @@ def test_overrides_use_the_same_dotted_paths(tmp_path, train_file):
     assert "command-line override, stages.sft.learnin_rate: unknown key; did you mean 'learning_rate'?" in msg
     assert "no stage named 'rm'" in problems(path, ["stages.rm.beta=0.1"])
     assert "not of the form" in problems(path, ["stages.sft.learning_rate"])
+
+
+def test_every_numeric_field_declares_its_range():
+    import dataclasses
+    import typing
+
+    from align import schema
+
+    for cls in [c for c in vars(schema).values() if dataclasses.is_dataclass(c)]:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            numeric = {int, float} & {hints[f.name], *typing.get_args(hints[f.name])}
+            assert not numeric or "range" in f.metadata, f"{cls.__name__}.{f.name} has no range"
+            if "range" in f.metadata and f.default is not None and not isinstance(f.default, dataclasses.Field):
+                from align.validator import out_of_range
+                assert out_of_range(f.default, f.metadata["range"]) is None, (cls.__name__, f.name)  # defaults valid
+
+
+def test_gates_may_name_every_metric_the_hook_table_declares_for_the_row(tmp_path, train_file):
+    """Gate validation reads each built-in hook's metrics from the one hook table (`HOOKS`), so new hooks
+    (llm_judge, a win rate with a named judge, kl, samples) and their named variants are known at once;
+    rm_accuracy measures only rm rows, so a policy stage's gate on it is refused before training."""
+    from align.evaluation.hooks import HOOKS
+
+    rankings = tmp_path / "rankings.jsonl"
+    rankings.write_text('{"prompt": "hi", "responses": ["a", "b"], "ranking": [0, 1]}\n')
+    policy = [m for h in HOOKS.values() if h.head == "causal_lm" for m in h.metrics]
+    gates = [f"{m} >= 0" for m in policy] + ["perplexity_increase <= 1", "win_rate_judged >= 0.5"]
+    body = f"""name: r
+model: {{name: some/model}}
+data: {{sft: {{train: {train_file}}}, rankings: {{train: {rankings}}}}}
+evals:
+  - {{hook: rm_accuracy}}
+  - {{hook: perplexity}}
+  - {{hook: compliance}}
+  - {{hook: win_rate, against: start}}
+  - {{hook: win_rate, judge: rm, name: judged}}
+  - {{hook: llm_judge, judge: some/judge, against: base}}
+  - {{hook: kl}}
+  - {{hook: samples}}
+stages:
+  - {{name: rm, kind: rm, gate: [{', '.join(f"'{m} > 0.5'" for m in HOOKS['rm_accuracy'].metrics)}]}}
+  - {{name: sft, kind: sft, gate: [{', '.join(repr(g) for g in gates)}]}}
+"""
+    assert {"llm_win_rate", "win_rate", "kl", "eos_rate"} <= set(policy)
+    assert all(set(h.judged) <= set(h.metrics) for h in HOOKS.values())  # the report's judged metrics are declared
+    load_recipe(recipe(tmp_path, train_file, body=body))
+    msg = problems(recipe(tmp_path, train_file, body=body.replace("'win_rate_judged >= 0.5'", "'rm_accuracy > 0'")))
+    assert "stages.sft.gate[" in msg and "no metric 'rm_accuracy'" in msg
+    msg = problems(recipe(tmp_path, train_file, body=body.replace("'rm_ece > 0.5'", "'win_rate > 0.5'")))
+    assert "stages.rm.gate[" in msg and "no metric 'win_rate'" in msg
+
+
+def test_enumerations_match_the_installed_transformers():
+    import torch
+    from transformers import SchedulerType, get_scheduler
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from align.schema import ATTN_IMPLEMENTATIONS, LR_SCHEDULERS
+
+    assert set(ATTN_IMPLEMENTATIONS) <= {"eager", *ALL_ATTENTION_FUNCTIONS.keys()}
+    assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
+    for name in LR_SCHEDULERS:  # each works without scheduler arguments, as the stages call it
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        get_scheduler(name, opt, num_warmup_steps=1, num_training_steps=4).step()
+
+
+def test_a_failed_wandb_login_logs_offline_without_printing_the_key(tmp_path, monkeypatch, caplog):
+    from align.schema import TrackingSpec
+    from align.tracking import Tracker
+
+    monkeypatch.setenv("WANDB_API_KEY", "sekrit-garbage")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    tracker = Tracker(TrackingSpec(), tmp_path, "g", {})
+    tracker.start("sft")
+    tracker.log({"loss": 1.0}, 1)
+    tracker.finish()
+    assert "logging offline" in caplog.text and "sekrit-garbage" not in caplog.text
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
 
 
 IGNORED = """name: r

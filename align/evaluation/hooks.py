@@ -61,7 +61,8 @@ class Hook:
     run: Callable[[Models, HookContext], tuple[dict[str, Any], Any]]
     data: str  # the kind of data it reads: rankings, text, compliance, prompts
     head: str  # the rows it measures: reward (reward models) or causal_lm (policies)
-    judged: tuple[str, ...] = ()  # its metrics that a judge decides (the report names the judge)
+    metrics: tuple[str, ...]  # the metrics it may add to a row: what a stage's `gate:` may name (`align.recipe`)
+    judged: tuple[str, ...] = ()  # those of its metrics that a judge decides (the report names the judge)
     extra: str | None = None  # the key its second result goes to in the row (a table for the report)
 
 
@@ -307,12 +308,16 @@ def _samples(models: Models, ctx: HookContext) -> tuple[dict[str, float], list[d
 
 
 HOOKS: dict[str, Hook] = {
-    "rm_accuracy": Hook(_rm_accuracy, "rankings", "reward"),
-    "perplexity": Hook(_perplexity, "text", "causal_lm"),
-    "compliance": Hook(_compliance, "compliance", "causal_lm", extra="compliance"),
-    "win_rate": Hook(_win_rate, "prompts", "causal_lm", judged=("win_rate", "reward", "reward_against")),
-    "llm_judge": Hook(_llm_judge, "prompts", "causal_lm", judged=("llm_win_rate",)),
-    "kl": Hook(_kl, "prompts", "causal_lm"),
-    "samples": Hook(_samples, "prompts", "causal_lm", extra="samples"),
+    "rm_accuracy": Hook(_rm_accuracy, "rankings", "reward", ("rm_accuracy", "rm_top1", "rm_ece")),
+    "perplexity": Hook(_perplexity, "text", "causal_lm", ("perplexity",)),  # + perplexity_increase (table.py)
+    "compliance": Hook(_compliance, "compliance", "causal_lm", ("refusal_rate", "over_refusal", "ordinary_refusal"),
+                       extra="compliance"),
+    "win_rate": Hook(_win_rate, "prompts", "causal_lm", ("win_rate", "reward", "reward_against", "response_length",
+                                                         "response_length_against", "eos_rate"),
+                     judged=("win_rate", "reward", "reward_against")),
+    "llm_judge": Hook(_llm_judge, "prompts", "causal_lm", ("llm_win_rate", "llm_ties", "llm_first_position"),
+                      judged=("llm_win_rate",)),
+    "kl": Hook(_kl, "prompts", "causal_lm", ("kl",)),
+    "samples": Hook(_samples, "prompts", "causal_lm", (), extra="samples"),
 }
-"""Every built-in hook; `align.recipe` validates recipes against these names, the docs list the same."""
+"""Every built-in hook; `align.recipe` validates recipes (hook names, gates) against it, the docs list the same."""

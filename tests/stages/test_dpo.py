@@ -14,7 +14,7 @@ from align.models import load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.rankings import Ranking
 from align.recipe import load_recipe
-from align.schema import DPO_LOSSES, ModelSpec
+from align.schema import DPO_LOSSES, STAGE_METRICS, ModelSpec
 from align.stages.common import drop_reference_adapter
 from align.stages.dpo import DPOTrainer, _loss_args, preference_pairs
 from tests.conftest import write_jsonl
@@ -142,6 +142,7 @@ def test_tiny_policy_learns_the_preference_and_is_judged_by_the_rm(tiny_model_di
   - {hook: win_rate, against: start, max_examples: 4, generation: {max_new_tokens: 8, batch_size: 4}}
   - {hook: samples, max_examples: 4, generation: {max_new_tokens: 8}}
 """)["dpo"]
+    assert set(metrics) <= set(STAGE_METRICS["dpo"]), set(metrics) - set(STAGE_METRICS["dpo"])  # what gates may name
     assert metrics["reward_accuracy_after"] > 0.9 and metrics["reward_margin_after"] > 0, metrics  # held-out pairs
     history = [json.loads(line) for line in (tmp_path / "run" / "dpo" / "history.jsonl").read_text().splitlines()]
     margins = [h["train/rewards/margins"] for h in history if "train/rewards/margins" in h]

@@ -15,7 +15,7 @@ from align.generation import adapters_disabled, generate, prompt_ids
 from align.models import load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from align.schema import LoraSpec, ModelSpec, TrackingSpec
+from align.schema import STAGE_METRICS, LoraSpec, ModelSpec, TrackingSpec
 from align.stages.common import StageContext
 from align.stages.group import group_trainer
 from align.tracking import Tracker
@@ -159,6 +159,7 @@ def test_sft_rm_rloo_grpo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
     evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     for kind, updates in (("rloo", 2), ("grpo", 4)):
         got, art = metrics[kind], tmp_path / "run" / kind
+        assert set(got) <= set(STAGE_METRICS[kind]), set(got) - set(STAGE_METRICS[kind])  # what gates may name
         assert got[f"{kind}_steps"] == 2 and got["optimizer_steps"] == 2 * updates, got
         assert got["train_prompts"] == 8
         for key in ("train_reward_first", "train_reward_last", "train_kl_per_token_max"):

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from align.errors import AlignError
+from align.evaluation.hooks import HOOKS
 from align.generation import Completion, adapters_disabled, completion_logprobs, generate, prompt_ids
 from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from align.schema import GenerationSpec, LoraSpec, ModelSpec, PPOStage
+from align.schema import STAGE_METRICS, GenerationSpec, LoraSpec, ModelSpec, PPOStage
 from align.stages import ppo
 from align.stages.ppo_model import collate, policy_forward
 from tests.stages.test_on_policy import POLICY_EVALS, write_recipe
@@ -134,6 +135,7 @@ def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
     generation: {max_new_tokens: 6, temperature: 1.0, batch_size: 4}
 """, evals=POLICY_EVALS)
     metrics = run_pipeline(load_recipe(recipe))["ppo"]
+    assert set(metrics) <= set(STAGE_METRICS["ppo"]), set(metrics) - set(STAGE_METRICS["ppo"])  # what gates may name
     assert metrics["ppo_steps"] == 2 and metrics["train_prompts"] == 8
     evals = json.loads((tmp_path / "run" / "evals.json").read_text())
     rows = {r["row"]: r for r in evals["rows"]}
@@ -143,6 +145,8 @@ def test_sft_rm_ppo_recipe_through_the_pipeline(tiny_model_dir, tmp_path):
         assert 0.0 <= rows[name]["metrics"]["win_rate"] <= 1.0 and rows[name]["judges"]["win_rate"] == "rm stage rm"
     assert isinstance(rows["ppo"]["metrics"]["kl"], float) and "win_rate" not in rows["baseline"]["metrics"]
     assert "win_rate" in rows["ppo"]["own_reward"] and rows["sft"]["own_reward"] == []  # ppo optimized its judge
+    declared = {m for h in HOOKS.values() for m in h.metrics}  # what gates may name
+    assert set(rows["ppo"]["metrics"]) <= declared, set(rows["ppo"]["metrics"]) - declared
     report = (tmp_path / "run" / "report.md").read_text()
     assert "own reward: optimistic" in report and "judged by its own reward (optimistic)" in report
     art = tmp_path / "run" / "ppo"

@@ -16,7 +16,7 @@ from align.errors import AlignError
 from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from align.schema import DataSpec, ModelSpec
+from align.schema import STAGE_METRICS, DataSpec, ModelSpec
 from align.stages.common import StageContext
 from tests.conftest import write_jsonl
 
@@ -76,6 +76,7 @@ def test_pretrain_learns_packs_every_token_and_trains_only_the_adapter(tmp_path,
     callbacks = StageContext.callbacks
     monkeypatch.setattr(StageContext, "callbacks", lambda self: [*callbacks(self), snap])
     metrics = run_pipeline(load_recipe(_recipe(tmp_path, tiny_model_dir, *text_files)))["pretrain"]
+    assert set(metrics) <= set(STAGE_METRICS["pretrain"]), set(metrics) - set(STAGE_METRICS["pretrain"])
 
     # held-out domain text got likelier (rank-8 adapters on a random 2-layer model learn slowly: a few percent)
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"]

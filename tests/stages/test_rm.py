@@ -17,7 +17,7 @@ from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.rankings import read_rankings, tokenize_rankings
 from align.recipe import load_recipe
-from align.schema import ModelSpec
+from align.schema import STAGE_METRICS, ModelSpec
 from align.stages.rm import (
     RankingCollator,
     RankingRewardTrainer,
@@ -175,6 +175,7 @@ stages:
       logging_steps: 4, warmup_ratio: 0.0, lr_scheduler: constant}}
 """)
     metrics = run_pipeline(load_recipe(recipe))["rm"]
+    assert set(metrics) <= set(STAGE_METRICS["rm"]), set(metrics) - set(STAGE_METRICS["rm"])  # what gates may name
     assert metrics["train_prompts"] == 48 and metrics["train_pairs"] == 96 and metrics["eval_pairs"] == 32
     assert metrics["pairwise_accuracy_after"] > 0.9, metrics
     assert metrics["top1_agreement_after"] > 0.9

@@ -13,7 +13,7 @@ from align.data import tokenize_chat
 from align.models import load_artifact, load_model, load_tokenizer
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from align.schema import ModelSpec
+from align.schema import STAGE_METRICS, ModelSpec
 from align.stages.sft import _tokenize
 from align.tracking import find_wandb_files, read_wandb_history, read_wandb_records, read_wandb_summary
 from tests.conftest import chat, write_recipe
@@ -31,6 +31,7 @@ def test_sft_learns_and_writes_a_complete_artifact(recipe_path, tmp_path, tiny_m
     # full fine-tuning: rank-8 adapters on a random 2-layer model learn too slowly for a quick test
     recipe = load_recipe(recipe_path, ["model.adapter=full", "stages.sft.max_steps=60"])
     metrics = run_pipeline(recipe)["sft"]
+    assert set(metrics) <= set(STAGE_METRICS["sft"]), set(metrics) - set(STAGE_METRICS["sft"])  # what gates may name
     assert metrics["train_loss_last"] < 0.5 * metrics["train_loss_first"]
     assert metrics["eval_loss_after"] < 0.5 * metrics["eval_loss_before"]
     art = tmp_path / "run" / "sft"

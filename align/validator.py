@@ -1,0 +1,157 @@
+"""Building typed config objects from plain data (a recipe's YAML), collecting every error at once.
+
+An error names the line (from `yamlsafe.line_map`) or "command-line override", the dotted key path and
+what is wrong: a wrong type, an unknown key (with the nearest valid one), a value outside the field's
+range (`schema.interval`, declared on the field) or a number that is not finite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from typing import Any
+
+from align.schema import STAGE_KINDS, StageBase
+
+
+def out_of_range(value: float, rng: tuple[str, float, float, bool, bool]) -> str | None:
+    """Why `value` is outside `rng` ('must be > 0'), or None when it is inside."""
+    text, lo, hi, lo_in, hi_in = rng
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if (value < lo or (value == lo and not lo_in)) or (value > hi or (value == hi and not hi_in)):
+        if math.isinf(hi):
+            return f"must be {'>=' if lo_in else '>'} {lo:g}"
+        return f"must be in {text}"
+    return None
+
+
+def item_key(path: str, i: int, item: Any) -> str:
+    name = item.get("name") if isinstance(item, dict) else None
+    return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
+
+
+class Validator:
+    """Builds dataclasses from plain data, collecting errors instead of stopping at the first."""
+
+    def __init__(self, source: str, lines: dict[str, int], overridden: set[str]):
+        self.source, self.lines, self.overridden, self.errors = source, lines, overridden, []
+
+    def error(self, path: str, message: str) -> None:
+        if path in self.overridden:
+            where = "command-line override"
+        else:
+            probe = path
+            while probe and probe not in self.lines:
+                probe = probe.rpartition(".")[0]
+            where = f"line {self.lines[probe]}" if probe else "top level"
+        self.errors.append(f"{where}, {path or '<recipe>'}: {message}")
+
+    def build(self, cls: type, raw: Any, path: str) -> Any:
+        if not isinstance(raw, dict):
+            self.error(path, f"expected a mapping of {cls.__name__} keys, got {type(raw).__name__}")
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in raw.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in fields:
+                near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+                self.error(sub, "unknown key" + (f"; did you mean '{near[0]}'?" if near else
+                                                 f"; valid keys: {', '.join(fields)}"))
+                continue
+            kwargs[key] = self.value(hints[key], value, sub)
+            rng = fields[key].metadata.get("range")
+            if rng and isinstance(kwargs[key], (int, float)) and not isinstance(kwargs[key], bool):
+                why = out_of_range(kwargs[key], rng)
+                if why:
+                    self.error(sub, f"{why}, got {kwargs[key]}")
+                    kwargs[key] = _BAD
+        for name, f in fields.items():
+            if name not in raw and f.default is None and f.default_factory is dataclasses.MISSING and \
+                    not _optional(hints[name]):
+                self.error(f"{path}.{name}" if path else name, "required key is missing")
+        try:
+            return cls(**{k: v for k, v in kwargs.items() if v is not _BAD})
+        except TypeError:
+            return None
+
+    def value(self, tp: Any, value: Any, path: str) -> Any:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            options = [a for a in args if a is not type(None)]
+            for opt in options:  # first option that accepts the value silently wins
+                trial = Validator(self.source, self.lines, self.overridden)
+                out = trial.value(opt, value, path)
+                if not trial.errors:
+                    return out
+            return self.value(options[-1], value, path)
+        if origin is typing.Literal:
+            if value not in args:
+                near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+                self.error(path, f"'{value}' is not one of {', '.join(map(str, args))}" +
+                           (f"; did you mean '{near[0]}'?" if near else ""))
+                return _BAD
+            return value
+        if tp is dict or origin is dict:
+            if not isinstance(value, dict):
+                self.error(path, f"expected a mapping, got {_describe(value)}")
+                return _BAD
+            return value
+        if origin is list:
+            if not isinstance(value, list):
+                self.error(path, f"expected a list, got {_describe(value)}")
+                return _BAD
+            if args and args[0] is StageBase:
+                return [self.stage(item, item_key(path, i, item)) for i, item in enumerate(value)]
+            return [self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if dataclasses.is_dataclass(tp):
+            if isinstance(value, str) and getattr(tp, "SHORTHAND", None):
+                value = {tp.SHORTHAND: value}
+            return self.build(tp, value, path) if value is not None else self.build(tp, {}, path)
+        return self.scalar(tp, value, path)
+
+    def scalar(self, tp: type, value: Any, path: str) -> Any:
+        if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if tp is float and isinstance(value, float) and not math.isfinite(value):
+            self.error(path, f"must be a finite number, got {value}")
+            return _BAD
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            return value
+        self.error(path, f"expected {tp.__name__}, got {_describe(value)}")
+        return _BAD
+
+    def stage(self, raw: Any, path: str) -> StageBase | None:
+        if not isinstance(raw, dict):
+            self.error(path, f"a stage is a mapping with at least name and kind, got {_describe(raw)}")
+            return None
+        kind = raw.get("kind", raw.get("name"))
+        if kind not in STAGE_KINDS:
+            near = difflib.get_close_matches(str(kind), STAGE_KINDS, n=1)
+            self.error(f"{path}.kind", f"unknown stage kind '{kind}'; valid kinds: {', '.join(STAGE_KINDS)}" +
+                       (f" (did you mean '{near[0]}'?)" if near else ""))
+            return None
+        return self.build(STAGE_KINDS[kind], {"kind": kind, **raw}, path)
+
+
+_BAD = object()
+
+
+def _optional(tp: Any) -> bool:
+    return type(None) in typing.get_args(tp)
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
