@@ -7,6 +7,9 @@
     align data check reward_data/rankings/train.jsonl
     align report runs/quickstart                   # rebuild report.md and report.html from the run folder
     align eval runs/quickstart/dpo --hook compliance --data prompts.csv [--json out.json]
+    align chat runs/quickstart/dpo                 # talk to an artifact in the terminal (align/chat.py)
+    align generate runs/quickstart/dpo --prompts prompts.jsonl --out answers.jsonl
+    align export runs/quickstart/dpo --out exported/dpo --merge [--push-to-hub REPO_ID]   (align/export.py)
 
 User errors (`AlignError`: bad recipes, data, paths, arguments) print as one short message with its hint
 and exit 2. Anything else is a bug in align: one line saying so, exit 1, and `--debug` shows the traceback
@@ -111,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="list every bad line of a rankings file (exit 2 if any), else counts")
     check.add_argument("file")
     check.set_defaults(func=_data_check)
+
+    from align import chat, export  # each command's parser and handler live in its own module
+
+    chat.register(sub)  # chat, generate
+    export.register(sub)
     return parser
 
 

@@ -78,7 +78,8 @@ def prompt_ids(tok: Any, prompts: Sequence[list[dict]], max_prompt_length: int |
 
 @torch.no_grad()
 def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens: int, temperature: float = 1.0,
-             top_p: float = 1.0, batch_size: int = 16, seed: int | None = None) -> list[Completion]:
+             top_p: float = 1.0, batch_size: int = 16, seed: int | None = None,
+             streamer: Any = None) -> list[Completion]:
     """Sample one completion per prompt (greedy when temperature is 0), batched with a KV cache.
 
     Prompts are sorted by length and left-padded a batch at a time; a completion ends at its first stop
@@ -88,10 +89,13 @@ def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens:
     `generation_config` knobs (repetition_penalty, top_k, typical_p, no_repeat_ngram_size, min_length,
     bad_words_ids, ...) are never applied, so PPO's log-probs are those of the distribution sampled.
     With `seed`, the same model and prompts give the same completions (a private generator: the global
-    random state is left alone).
+    random state is left alone). A `streamer` (transformers' interface, e.g. `TextIteratorStreamer`) gets
+    one prompt's tokens by `put(ids)` as they are sampled and `end()` after the last (`align chat`).
     """
+    if streamer is not None and len(prompts) != 1:
+        raise ValueError("a streamer takes the tokens of one prompt")
     device = next(model.parameters()).device
-    stop = torch.tensor(_eos_ids(tok, model), device=device)
+    stop = torch.tensor(stop_token_ids(tok, model), device=device)
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     out: list[Completion | None] = [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -101,18 +105,21 @@ def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens:
             rows = [torch.tensor(prompts[i]) for i in idx]
             ids = pad(rows, padding_value=tok.pad_token_id, padding_side="left").to(device)
             mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
-            tokens, logprobs, lengths = _decode(model, ids, mask, stop, max_new_tokens, temperature, top_p, generator)
+            tokens, logprobs, lengths = _decode(model, ids, mask, stop, max_new_tokens, temperature, top_p, generator,
+                                                streamer)
             for b, i in enumerate(idx):
                 n = int(lengths[b])
                 completion = tokens[b, :n].tolist()
                 finished = n > 0 and completion[-1] in stop
                 out[i] = Completion(list(prompts[i]), completion, tok.decode(completion, skip_special_tokens=True),
                                     finished, logprobs[b, :n].tolist())
+    if streamer is not None:
+        streamer.end()
     return out  # type: ignore[return-value]
 
 
 def _decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, stop: torch.Tensor, max_new_tokens: int,
-            temperature: float, top_p: float, generator: torch.Generator | None
+            temperature: float, top_p: float, generator: torch.Generator | None, streamer: Any = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One left-padded batch: (tokens [B, max_new_tokens], their log-probs, each row's length incl. its stop
     token). Rows that stopped are cut out of the batch and its KV cache before the next step."""
@@ -127,6 +134,8 @@ def _decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, stop: torch.Tenso
     for step in range(max_new_tokens):
         token, logprob = _pick(logits.float(), temperature, top_p, generator)
         tokens[alive, step], logprobs[alive, step] = token, logprob.cpu()
+        if streamer is not None:
+            streamer.put(token.cpu())
         done = torch.isin(token, stop)
         lengths[alive[done].cpu()] = step + 1
         if step + 1 == max_new_tokens or bool(done.all()):
@@ -201,7 +210,7 @@ def _takes_logits_to_keep(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def _eos_ids(tok: Any, model: Any) -> list[int]:
+def stop_token_ids(tok: Any, model: Any) -> list[int]:
     """The tokens that end a completion: the model's and the tokenizer's EOS, and the token that closes an
     assistant turn in the chat template, which is often another one (Qwen2.5 base: `<|im_end|>` ends a turn,
     EOS is `<|endoftext|>`; Llama 3: `<|eot_id|>`)."""

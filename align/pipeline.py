@@ -168,6 +168,8 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
                 (RunLock(run_dir) if is_main() else contextlib.nullcontext()):
             steps = on_main(plan, recipe, force, start, only)
             manifest = Manifest(run_dir, recipe) if is_main() else Nothing()
+            if is_main():  # the resolved recipe, overrides applied: what `align export` puts in the model card
+                inside(run_dir, "recipe.yaml").write_text(yaml.safe_dump(recipe_dict(recipe), sort_keys=False))
             return _run_steps(recipe, run_dir, steps, manifest)
     except (AlignError, GateFailed, KeyboardInterrupt):
         raise
@@ -199,22 +201,23 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
         log.info("%s: running (%s)", name, step.reason)
         manifest.update(name, status="running", started_at=_now(), inputs=step.inputs, fingerprint=step.fingerprint,
                         config=dataclasses.asdict(step.stage))
-        try:
-            results[name] = _run_stage(recipe, step, tracker)
-        except KeyboardInterrupt:
-            _record(manifest, name, status="interrupted", interrupted_at=_now(),
-                    error="interrupted (Ctrl-C or SIGTERM); rerun the same command to resume from the last checkpoint")
-            raise
-        except BaseException as e:
-            _record(manifest, name, status="failed", error=failure(e))
-            if mapped := write_error(e, work_folder(step.folder)):
-                raise mapped from e
-            raise
+        try:  # the stage's tracker run stays open for its evaluation row and gate results
+            try:
+                results[name] = _run_stage(recipe, step, tracker)
+            except KeyboardInterrupt:
+                _record(manifest, name, status="interrupted", interrupted_at=_now(), error="interrupted (Ctrl-C or "
+                        "SIGTERM); rerun the same command to resume from the last checkpoint")
+                raise
+            except BaseException as e:
+                _record(manifest, name, status="failed", error=failure(e))
+                if mapped := write_error(e, work_folder(step.folder)):
+                    raise mapped from e
+                raise
+            info = finished(step.folder)
+            manifest.update(name, status="finished", finished_at=info["finished_at"], metrics=results[name])
+            _evaluate(evals, step, results[name], manifest, tracker)
         finally:
             tracker.finish()
-        info = finished(step.folder)
-        manifest.update(name, status="finished", finished_at=info["finished_at"], metrics=results[name])
-        _evaluate(evals, step, results[name], manifest, tracker)
     if is_main():
         _report(evals, run_dir, tracker)
     return results
@@ -273,8 +276,21 @@ def _evaluate(evals: RunEvaluations, step: Step, metrics: dict[str, Any], manife
         evals.after(step.stage, step.fingerprint, metrics)
     except GateFailed as e:
         manifest.update(step.stage.name, status="failed_gate", gate=e.failed)
+        tracker.summary(_row_summary(evals, step.stage.name))
         _report(evals, evals.run_dir, tracker)
         raise
+    tracker.summary(_row_summary(evals, step.stage.name))
+
+
+def _row_summary(evals: RunEvaluations, name: str) -> dict[str, Any]:
+    """A stage's evaluation row, who judged it (marked when by its own reward) and its gate results, for its
+    tracker run's summary."""
+    from align.report_data import judged_by
+
+    row = next((r for r in evals.rows if r["row"] == name), {})
+    gates = {f"gate/{g['gate']}": "passed" if g["passed"] else "failed" for g in row.get("gates", [])}
+    judges = {"eval/judged_by": text} if (text := judged_by(row)) else {}
+    return {f"eval/{k}": v for k, v in row.get("metrics", {}).items()} | judges | gates
 
 
 def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
@@ -290,7 +306,8 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
         for i, row in enumerate(rows):
             tracker.log({f"eval/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=i)
         tracker.table("evaluation", rows)
-        tracker.html({f"charts/{p.stem}": p.read_text() for p in sorted((run_dir / "report_plots").glob("*.svg"))})
+        tracker.summary({f"{row['row']}/{k}": v for row in rows for k, v in row.items() if k != "row"})
+        tracker.html("report", html.read_text())
         tracker.finish()
     log.info("report: %s (and %s)", html, md.name)
 
@@ -327,6 +344,7 @@ def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:
         handler.close()
     if is_main():
         _swap_into_place(work, final)
+        tracker.artifact(final, init, recipe.model.name)  # W&B lineage: this stage's artifact, made from init's
         log.info("%s", summary_line(stage.name, metrics, final))
     barrier()  # the next stage reads this artifact: no rank moves on before it is in place
     return metrics
@@ -336,8 +354,7 @@ def _write_records(recipe: Recipe, step: Step, work: Path, tracker: Tracker, met
     """The stage's metrics and config, and last its completion record (so a crash before leaves no
     folder that looks finished)."""
     stage = step.stage
-    tracker.log({f"final/{k}": v for k, v in metrics.items()})
-    tracker.summary(metrics)
+    tracker.summary(metrics)  # constants, not curves: the summary holds them
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (work / "config.yaml").write_text(yaml.safe_dump(
         {"model": dataclasses.asdict(recipe.model), "stage": dataclasses.asdict(stage)}, sort_keys=False))

@@ -32,8 +32,8 @@ from align.schema import Recipe, StageBase
 FINISHED = "artifact.json"
 PACKAGES = ("align", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "wandb")
 # what the run folder holds besides stage folders: a stage may not be named like one of them
-RUN_ENTRIES = frozenset({"manifest.json", "evals", "evals.json", "report.md", "report.html", "report_plots", "logs",
-                         "tensorboard", "wandb"})
+RUN_ENTRIES = frozenset({"manifest.json", "recipe.yaml", "evals", "evals.json", "report.md", "report.html",
+                         "report_plots", "logs", "tensorboard", "wandb"})
 DEFAULT_ROOT = "runs"  # where a recipe without output_dir gets its run folder
 _WRITE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                  errno.EACCES: "permission denied", errno.EROFS: "read-only file system",

@@ -1,8 +1,17 @@
 """Experiment tracking: W&B (offline without an API key, online with one), TensorBoard, or none.
 
 One W&B run per stage, grouped by pipeline run, `job_type` = the stage name, the resolved recipe as
-config. Every logged row also goes to the stage folder's `history.jsonl` (the report plots it, whatever
-the backend). `read_wandb_history` reads an offline run's `.wandb` file back (wandb ships no reader).
+config. Training curves are logged as scalars (W&B draws them); a stage's final metrics, evaluation row
+and gate results go to its run's summary, not its history. Every logged row also goes to the stage
+folder's `history.jsonl` (the report plots it, whatever the backend).
+
+Each stage logs its artifact folder as a W&B artifact (type `model`, or `reward-model` for a reward head)
+and declares the artifact it started from as an input, so W&B's lineage graph shows base -> sft -> rm /
+dpo / ppo. The base model is an artifact holding only a reference to where it was loaded from (no bytes
+uploaded). Offline, both are recorded in the run file and take effect at `wandb sync`.
+
+`read_wandb_history`, `read_wandb_summary` and `read_wandb_artifacts` read an offline run's `.wandb` file
+back (wandb ships no reader).
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +39,7 @@ class Tracker:
         self._run: Any = None
         self._tb: Any = None
         self._history: Any = None
+        self._mode = "offline"
 
     def start(self, stage: str, folder: Path | None = None) -> None:
         """Open the stage's run; with `folder`, log rows also go to `folder/history.jsonl`."""
@@ -40,6 +51,7 @@ class Tracker:
 
             # an explicit WANDB_MODE wins; otherwise online exactly when there is a key to log in with
             mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+            self._mode = "offline" if mode in ("offline", "dryrun") else mode
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._run = self._wandb_init(wandb, stage, mode)
         elif self.spec.backend == "tensorboard":
@@ -92,16 +104,35 @@ class Tracker:
             columns = list(rows[0])
             self._run.log({name: wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
 
-    def html(self, items: dict[str, str]) -> None:
-        """HTML snippets (the report's SVG charts) to W&B as media; other backends keep none."""
-        if self._run is not None and items:
+    def html(self, name: str, text: str) -> None:
+        """One HTML page (the run's report) to W&B as a single panel; other backends keep none."""
+        if self._run is not None:
             import wandb
 
-            self._run.log({name: wandb.Html(text) for name, text in items.items()})
+            self._run.log({name: wandb.Html(text)})
 
     def summary(self, metrics: dict[str, Any]) -> None:
         if self._run is not None:
             self._run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+
+    def artifact(self, folder: Path, parent: Path | None, base_model: str) -> None:
+        """`folder` (a finished stage) as this run's output artifact, and `parent` (the stage it started from;
+        None: the base model) as its input, so that W&B draws the lineage."""
+        if self._run is None:
+            return
+        try:
+            self._use(_stage_artifact(parent) if parent is not None else _base_artifact(base_model))
+            self._run.log_artifact(_stage_artifact(folder))
+        except Exception as e:  # tracking must never cost a finished stage: the folder is in place already
+            logging.getLogger("align").warning("W&B: could not log %s as an artifact (%s)", folder, e)
+
+    def _use(self, artifact: Any) -> None:
+        if self._mode != "offline":
+            self._run.use_artifact(artifact)
+        else:
+            # wandb refuses `use_artifact` offline; this is what it does online for a new artifact, recorded in
+            # the run file for `wandb sync` (tests/test_pins.py fails if a wandb upgrade changes it)
+            self._run._log_artifact(artifact, is_user_created=True, use_after_commit=True)
 
     def finish(self) -> None:
         if self._history is not None:
@@ -116,6 +147,53 @@ class Tracker:
 
     def callback(self) -> TrainerCallback:
         return _TrainerLogs(self)
+
+
+# what a stage artifact's W&B copy holds: the model and what describes it (not logs, which grow later)
+_ARTIFACT_FILES = ("adapter", "model", "tokenizer", "model.json", "config.yaml", "metrics.json", "artifact.json")
+
+
+def artifact_name(text: str) -> str:
+    """A W&B artifact name (letters, digits, '-', '_', '.') for a run folder, stage or model name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:120] or "model"
+
+
+def _stage_artifact(folder: Path) -> Any:
+    """A stage folder as a `wandb.Artifact` named <run folder>-<stage>; its digest depends only on the files,
+    so the same folder built again by a later stage's run (as its input) is the same artifact version."""
+    import wandb
+
+    folder = Path(folder)
+    meta = json.loads((folder / "model.json").read_text())
+    done = json.loads((folder / "artifact.json").read_text())
+    art = wandb.Artifact(artifact_name(f"{folder.parent.name}-{folder.name}"),
+                         type="reward-model" if meta["head"] == "reward" else "model",
+                         metadata={"stage": folder.name, "kind": done.get("kind"),
+                                   "fingerprint": done.get("fingerprint"), "base": meta["base"], "head": meta["head"],
+                                   "weights": meta["weights"]})
+    for name in _ARTIFACT_FILES:
+        path = folder / name
+        if path.is_dir():
+            # immutable: W&B reads the files when it uploads (at the run's end, or at `wandb sync` offline)
+            # instead of copying (possibly many GB of) weights to its staging folder first
+            art.add_dir(str(path), name=name, policy="immutable")
+        elif path.is_file():
+            art.add_file(str(path), name=name, policy="immutable")
+    return art
+
+
+def _base_artifact(name: str) -> Any:
+    """The base model as an artifact that only references where it comes from (nothing is uploaded)."""
+    import wandb
+
+    from align.models import EMBEDDED, resolve_model
+
+    local = Path(resolve_model(name)) if name in EMBEDDED else Path(name).expanduser()  # embedded: its converted copy
+    art = wandb.Artifact(artifact_name(name if name in EMBEDDED or not local.exists() else local.name), type="model",
+                         metadata={"base": name})
+    uri = local.resolve().as_uri() if local.exists() else f"https://huggingface.co/{name}"
+    art.add_reference(uri, name="model", checksum=False)
+    return art
 
 
 class _TrainerLogs(TrainerCallback):
@@ -162,6 +240,29 @@ def read_wandb_history(path: str | Path) -> list[dict[str, Any]]:
         if rec.WhichOneof("record_type") == "history":
             rows.append({(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
     return rows
+
+
+def read_wandb_summary(path: str | Path) -> dict[str, Any]:
+    """The run's summary (its last state) as a dict."""
+    out: dict[str, Any] = {}
+    for rec in read_wandb_records(path):
+        if rec.WhichOneof("record_type") == "summary":
+            for i in rec.summary.update:
+                out[i.key or "/".join(i.nested_key)] = json.loads(i.value_json)
+    return out
+
+
+def read_wandb_artifacts(path: str | Path) -> list[dict[str, Any]]:
+    """The artifacts a run logged, in order: name, type, metadata, file paths, and `used` (an input of the
+    run, declared offline) or not (an output)."""
+    out = []
+    for rec in read_wandb_records(path):
+        if rec.WhichOneof("record_type") == "artifact":
+            a = rec.artifact
+            out.append({"name": a.name, "type": a.type, "digest": a.digest, "used": a.use_after_commit,
+                        "metadata": json.loads(a.metadata or "{}"),
+                        "files": sorted(e.path for e in a.manifest.contents)})
+    return out
 
 
 def find_wandb_files(run_dir: str | Path) -> list[Path]:

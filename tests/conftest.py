@@ -123,3 +123,36 @@ stages:
     kind: sft
 {defaults}{stage}""")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """A finished sft -> rm -> dpo run of the tiny model with evaluation hooks and offline W&B tracking (once per
+    session): the run folder that `align chat`, `generate`, `export` and the W&B lineage tests start from."""
+    from align.pipeline import run_pipeline
+    from align.recipe import load_recipe
+    from tests.stages.test_rm import marker_rankings
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    pairs = [("what is two plus two", "four is the answer"), ("how do I bake bread", "mix flour and water")]
+    sft = write_jsonl(root / "sft.jsonl", [chat(q, a) for q, a in pairs] * 4)
+    train = write_jsonl(root / "train.jsonl", marker_rankings(16, 1))
+    held = write_jsonl(root / "eval.jsonl", marker_rankings(6, 2))
+    text = write_jsonl(root / "text.jsonl", [{"text": t} for t in CORPUS[:4]])
+    (root / "r.yaml").write_text(f"""name: tiny
+model: {{name: {tiny_model_dir}, lora: {{r: 4, alpha: 8}}}}
+data: {{sft: {{train: {sft}}}, rankings: {{train: {train}, eval: {held}}}}}
+tracking: {{backend: wandb, project: align-tests}}
+output_dir: {root / "run"}
+evals:
+  - {{hook: perplexity, data: {text}}}
+  - {{hook: win_rate, max_examples: 2, generation: {{max_new_tokens: 4}}}}
+  - {{hook: rm_accuracy, max_examples: 4}}
+stages:
+  - {{name: sft, kind: sft, max_steps: 2, batch_size: 4, max_length: 64}}
+  - {{name: rm, kind: rm, init: sft, max_steps: 2, batch_size: 4, max_length: 64, eval_before: false,
+     gate: ["rm_accuracy >= 0"]}}
+  - {{name: dpo, kind: dpo, init: sft, max_steps: 2, batch_size: 4, max_length: 64, eval_prompts: 2}}
+""")
+    run_pipeline(load_recipe(root / "r.yaml"))
+    return root / "run"

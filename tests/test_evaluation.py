@@ -177,3 +177,23 @@ def test_align_eval_says_what_is_missing(tiny_model_dir, tmp_path):
     out = _align("eval", "base", "--model", str(tiny_model_dir), "--hook", "win_rate", "--against", str(tmp_path))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "win_rate needs a judge" in out.stderr and "--judge" in out.stderr
+
+
+def test_generating_hooks_take_their_prompts_from_rankings_of_any_format(tmp_path):
+    """win_rate / kl / samples default to the recipe's held-out rankings: OpenAssistant and hh-rlhf records too
+    (recipes/human-preferences.yaml stopped here before)."""
+    from align.evaluation.hooks import HookContext, Row, prompts_of
+    from align.schema import DataSpec, EvalSpec
+
+    def prompts(data):
+        return prompts_of(HookContext(Row("x", None), EvalSpec(hook="win_rate", max_examples=2), data,
+                                      ModelSpec(name="m"), tmp_path))
+
+    oasst = Path(__file__).parents[1] / "reward_data/human/oasst/test.jsonl"
+    assert len(prompts(str(oasst))) == 2 and all(p[-1]["role"] == "user" and p[-1]["content"]
+                                                 for p in prompts(str(oasst)))
+    hh = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                                              "rejected": "\n\nHuman: hi\n\nAssistant: go away"}])
+    assert prompts(str(hh)) == [[{"role": "user", "content": "hi"}]]
+    # a recipe's rankings section: its eval file's prompts
+    assert prompts(DataSpec(train=str(hh), eval=str(oasst))) == prompts(str(oasst))

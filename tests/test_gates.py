@@ -113,12 +113,12 @@ evals:
             break
         assert time.monotonic() < deadline, f"no completed W&B report run: {report_run}"
         time.sleep(0.5)
-    assert len(report_run) == 1  # the evaluation table and charts go to W&B as their own run of the group
+    assert len(report_run) == 1  # the evaluation table and the report go to W&B as their own run of the group
     logged = read_wandb_history(report_run[0])
     assert [r["eval/perplexity"] for r in logged if "eval/perplexity" in r] == [rows["baseline"]["perplexity"],
                                                                                rows["sft"]["perplexity"]]
     media = {k.split(".")[0]: v for r in logged for k, v in r.items() if k.endswith("._type")}
-    assert media["evaluation"] == "table-file" and media["charts/eval-perplexity"] == "html-file"
+    assert media == {"evaluation": "table-file", "report": "html-file"}  # the report once, not a file per chart
     # a rerun reuses the stage and its cached row (same key): nothing is measured again
     before = (tmp_path / "run" / "evals" / "sft.json").stat().st_mtime_ns
     run_pipeline(recipe)
@@ -174,3 +174,4 @@ stages:
                  "--max-new-tokens", "4"]) == 0
     assert "over_refusal" in capsys.readouterr().out
     assert main(["eval", str(tmp_path), "--hook", "kl"]) == 2  # not an artifact: a clear error, exit 2
+

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import TopPLogitsWarper
 
-from align.generation import _eos_ids, _nucleus, completion_logprobs, generate, prompt_ids, sampling_only
+from align.generation import _nucleus, completion_logprobs, generate, prompt_ids, sampling_only, stop_token_ids
 from align.models import load_model, load_tokenizer
 from align.schema import ModelSpec
 from tests.conftest import CORPUS
@@ -70,7 +70,7 @@ def test_the_token_that_ends_an_assistant_turn_stops_generation(family):
                                    tokenize=False)
     assert text[text.index("four") + 4:].startswith(FAMILIES[family][2])  # the fixture renders as the family does
     model = tiny_lm(tok, eos=tok.eos_token_id)
-    assert end != tok.eos_token_id and set(_eos_ids(tok, model)) == {tok.eos_token_id, end}
+    assert end != tok.eos_token_id and set(stop_token_ids(tok, model)) == {tok.eos_token_id, end}
     # a model whose every next token is the end-of-turn token: one token, finished
     head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size)
     torch.nn.init.zeros_(head.weight)
@@ -84,7 +84,7 @@ def test_no_template_means_eos_only(tiny_tokenizer_only_dir):
     spec = ModelSpec(name=str(tiny_tokenizer_only_dir))
     tok = load_tokenizer(spec)
     model = load_model(spec, "causal_lm", trainable=False)
-    assert _eos_ids(tok, model) == [tok.eos_token_id]
+    assert stop_token_ids(tok, model) == [tok.eos_token_id]
 
 
 @pytest.fixture

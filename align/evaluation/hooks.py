@@ -224,14 +224,25 @@ def _balanced(records: list[dict], n: int | None) -> list[dict]:
 
 
 def prompts_of(ctx: HookContext, default: int = 32) -> list[list[dict]]:
-    """The hook's distinct prompts, at most `max_examples` (default 32)."""
-    from align.data import distinct, parse_prompt
+    """The hook's distinct prompts, at most `max_examples` (default 32): a prompts file, or the prompts of
+    rankings in any format (the recipe's held-out rankings: OpenAssistant, hh-rlhf, TRL, native)."""
+    from align.data import distinct
 
-    prompts = distinct(r["prompt"] for r in held_out(ctx, parse_prompt))
+    prompts = distinct(held_out(ctx, _prompt))
     if not prompts:
         raise AlignError(f"evals: hook {ctx.spec.hook} found no prompts in its data",
                          hint="give it a prompts file (data:), or held-out data (an eval file or eval_fraction)")
     return prompts[: ctx.spec.max_examples or default]
+
+
+def _prompt(src: str, line: int, rec: dict) -> list[dict]:
+    """A prompt record's messages, or a ranking's prompt (a record without `prompt` or `messages`)."""
+    from align.data import parse_prompt
+    from align.rankings import parse_ranking
+
+    if "prompt" not in rec and "messages" not in rec:
+        return parse_ranking(src, line, rec).prompt
+    return parse_prompt(src, line, rec)["prompt"]
 
 
 def _against(ctx: HookContext) -> tuple[bool, Path | None]:

@@ -1,0 +1,208 @@
+"""`align chat` (an interactive chat in the terminal) and `align generate` (batched answers to a prompt file).
+
+    align chat runs/quickstart/dpo [--max-new-tokens 256] [--temperature 0.7] [--top-p 0.9] [--system TEXT]
+    align chat base --model smollm2-135m-instruct
+    align generate runs/quickstart/dpo --prompts prompts.jsonl --out answers.jsonl [--batch-size 16]
+
+Both use the artifact's chat template and `generation.generate`, which stops where an assistant turn ends.
+The chat streams tokens as they are sampled (transformers' `TextIteratorStreamer`); `/reset` starts a new
+conversation, `/exit` (or end of input) leaves. `generate` reads prompts in the formats the evaluation
+hooks read (JSONL or CSV with `prompt` or chat `messages`; other fields are kept) and writes one record per
+prompt, each with the settings and the artifact's fingerprint, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from align.errors import AlignError
+
+if TYPE_CHECKING:  # the command line imports this module to list its commands: torch only when one runs
+    from align.inference import Loaded
+
+
+def register(sub: Any) -> None:
+    """Add `chat` and `generate` to the `align` command's subparsers."""
+    chat = sub.add_parser("chat", help="chat with a stage artifact (or a base model) in the terminal, streamed")
+    _model_args(chat)
+    chat.add_argument("--system", help="a system message that opens every conversation")
+    _sampling_args(chat, max_new_tokens=256)
+    chat.set_defaults(func=_chat)
+
+    gen = sub.add_parser("generate", help="answer every prompt of a file (JSONL/CSV) with a stage artifact, batched")
+    _model_args(gen)
+    gen.add_argument("--prompts", required=True, metavar="FILE",
+                     help="JSONL or CSV records with 'prompt' (text or messages) or chat 'messages'")
+    gen.add_argument("--out", required=True, metavar="FILE", help="JSONL file to write, one record per prompt")
+    gen.add_argument("--max-examples", type=int, metavar="N", help="answer only the first N prompts")
+    gen.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
+    _sampling_args(gen, max_new_tokens=256)
+    gen.set_defaults(func=_generate)
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifact", metavar="ARTIFACT", help="a stage folder (runs/quickstart/dpo), or 'base' "
+                                                             "with --model")
+    parser.add_argument("--model", help="base model name (for 'base', or to override the artifact's)")
+
+
+def _sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
+                        help=f"longest answer in tokens (default {max_new_tokens})")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; 0 = greedy (default 0.7)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0: off)")
+    parser.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
+
+
+def _check_sampling(args: argparse.Namespace) -> None:
+    problems = [f"--{k.replace('_', '-')} {v}: {why}" for k, v, ok, why in (
+        ("max_new_tokens", args.max_new_tokens, args.max_new_tokens >= 1, "must be at least 1"),
+        ("temperature", args.temperature, args.temperature >= 0, "must be 0 (greedy) or more"),
+        ("top_p", args.top_p, 0 < args.top_p <= 1, "must be in (0, 1]"),
+        ("batch_size", getattr(args, "batch_size", 1), getattr(args, "batch_size", 1) >= 1, "must be at least 1"),
+        ("max_examples", getattr(args, "max_examples", None), (getattr(args, "max_examples", None) or 1) >= 1,
+         "must be at least 1"),
+    ) if not ok]
+    if problems:
+        raise AlignError("bad generation settings", problems)
+
+
+# ---- chat ------------------------------------------------------------------------------------------
+
+def stream_reply(loaded: Loaded, messages: list[dict], max_new_tokens: int, temperature: float, top_p: float,
+                 seed: int | None = None) -> Iterator[str]:
+    """The assistant's reply to `messages`, yielded piece by piece as `generation.generate` samples it (the
+    sampler of `align generate` and the evaluation hooks: the same stop tokens, the same distribution)."""
+    from transformers import TextIteratorStreamer
+
+    from align.generation import generate, prompt_ids
+
+    streamer = TextIteratorStreamer(loaded.tok, skip_special_tokens=True)  # gets the reply's tokens only
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            generate(loaded.model, loaded.tok, prompt_ids(loaded.tok, [messages]), max_new_tokens, temperature,
+                     top_p, batch_size=1, seed=seed, streamer=streamer)
+        except BaseException as e:  # re-raised in the caller's thread, after the streamer is closed
+            errors.append(e)
+            streamer.end()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from align.inference import open_artifact, require_chat
+
+    _check_sampling(args)
+    loaded = open_artifact(args.artifact, args.model, head="causal_lm")
+    require_chat(loaded, "chat")
+    import torch  # imported only now: a bad request fails before it (seconds)
+
+    start = [{"role": "system", "content": args.system}] if args.system else []
+    messages = list(start)
+    torch.manual_seed(args.seed)  # once: the same inputs in the same order give the same session
+    print(f"chatting with {loaded.source} (max {args.max_new_tokens} new tokens, temperature {args.temperature}); "
+          "/reset starts over, /exit leaves", flush=True)
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            messages = list(start)
+            print("(new conversation)", flush=True)
+            continue
+        if text.startswith("/"):
+            print(f"unknown command {text}: /reset starts over, /exit leaves", flush=True)
+            continue
+        messages.append({"role": "user", "content": line})
+        print("assistant> ", end="", flush=True)
+        reply = ""
+        for piece in stream_reply(loaded, messages, args.max_new_tokens, args.temperature, args.top_p):
+            reply += piece
+            print(piece, end="", flush=True)
+        print(flush=True)
+        messages.append({"role": "assistant", "content": reply.strip()})
+    return 0
+
+
+# ---- generate --------------------------------------------------------------------------------------
+
+def read_prompts(path: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every prompt record of a file as {"prompt": messages, **its other fields}, all bad lines at once."""
+    from align.data import parse_prompt, read_records
+
+    if not Path(path).is_file():
+        raise AlignError(f"--prompts {path}: no such file")
+    records, bad = [], []
+    for src, line, rec in read_records(path):
+        try:
+            records.append(parse_prompt(src, line, rec))
+        except AlignError as e:
+            bad.append(str(e))
+        if limit and len(records) >= limit:
+            break
+    if bad:
+        raise AlignError(f"{path}: {len(bad)} bad prompt record{'s' * (len(bad) > 1)}", bad)
+    if not records:
+        raise AlignError(f"{path}: no prompts", hint="one record per line with 'prompt' or chat 'messages'")
+    return records
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from align.inference import open_artifact, require_chat
+
+    _check_sampling(args)
+    out = Path(args.out)
+    if out.resolve() == Path(args.prompts).resolve():
+        raise AlignError(f"--out {out} is the prompt file itself", hint="write the answers to another file")
+    if not out.parent.is_dir():
+        raise AlignError(f"--out {out}: the folder {out.parent} does not exist", hint="create it first")
+    records = read_prompts(args.prompts, args.max_examples)
+    loaded = open_artifact(args.artifact, args.model, head="causal_lm")
+    require_chat(loaded, "generate")
+    from tqdm.auto import tqdm  # imported only now, like torch: a bad request fails fast
+
+    from align.generation import generate, prompt_ids
+
+    settings = {"artifact": loaded.source, "fingerprint": loaded.fingerprint, "model": loaded.spec.name,
+                "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+                "seed": args.seed}
+    ids = prompt_ids(loaded.tok, [r["prompt"] for r in records])
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # batches of similar length pad little
+    answers: dict[int, Any] = {}
+    with tqdm(total=len(ids), desc="generating", unit="prompt", file=sys.stderr) as bar:  # also when piped
+        for start in range(0, len(order), args.batch_size):
+            chunk = order[start:start + args.batch_size]
+            done = generate(loaded.model, loaded.tok, [ids[i] for i in chunk], args.max_new_tokens, args.temperature,
+                            args.top_p, args.batch_size, seed=args.seed + start)
+            answers.update(zip(chunk, done))
+            bar.update(len(chunk))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as f:
+        for i, rec in enumerate(records):
+            c = answers[i]
+            f.write(json.dumps(rec | {"response": c.text.strip(), "tokens": len(c.ids), "finished": c.finished,
+                                      "generation": settings}) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {len(records)} answers to {out} ({loaded.source}, fingerprint {loaded.fingerprint})")
+    return 0
