@@ -17,7 +17,7 @@ from typing import Any
 from align import schema
 from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
-from align.evaluation.hooks import HOOKS
+from align.evaluation.hooks import HOOKS, named
 from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
 from align.validator import Validator
 from align.yamlsafe import line_map, load_yaml
@@ -269,7 +269,7 @@ def _check_gates(recipe: Recipe, stage: StageBase, p: str, v: Validator) -> None
     head = "reward" if stage.kind == "rm" else "causal_lm"  # the row's model: rm_accuracy measures only rm rows
     for e in recipe.evals:
         if e is not None and e.hook in HOOKS and HOOKS[e.hook].head == head:
-            names = [f"{m}_{e.name}" if e.name else m for m in HOOKS[e.hook].metrics]
+            names = list(named(dict.fromkeys(HOOKS[e.hook].metrics), e))
             known |= set(names) | {f"{m}_increase" for m in names if m.split("_")[0] == "perplexity"}
     user_hook = any(e is not None and e.hook and ":" in e.hook for e in recipe.evals)
     for j, gate in enumerate(stage.gate):

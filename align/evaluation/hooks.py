@@ -310,8 +310,9 @@ def _samples(models: Models, ctx: HookContext) -> tuple[dict[str, float], list[d
 HOOKS: dict[str, Hook] = {
     "rm_accuracy": Hook(_rm_accuracy, "rankings", "reward", ("rm_accuracy", "rm_top1", "rm_ece")),
     "perplexity": Hook(_perplexity, "text", "causal_lm", ("perplexity",)),  # + perplexity_increase (table.py)
-    "compliance": Hook(_compliance, "compliance", "causal_lm", ("refusal_rate", "over_refusal", "ordinary_refusal"),
-                       extra="compliance"),
+    "compliance": Hook(_compliance, "compliance", "causal_lm",  # each rate with its 95% interval and n
+                       tuple(f"{rate}{part}" for rate in ("refusal_rate", "over_refusal", "ordinary_refusal")
+                             for part in ("", ".lower", ".upper", ".n")), extra="compliance"),
     "win_rate": Hook(_win_rate, "prompts", "causal_lm", ("win_rate", "reward", "reward_against", "response_length",
                                                          "response_length_against", "eos_rate"),
                      judged=("win_rate", "reward", "reward_against")),
