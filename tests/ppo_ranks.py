@@ -60,6 +60,7 @@ def main(model_dir: str, out: Path, dtype: str = "auto") -> None:
                  if p.requires_grad}
         (out / f"world-{world}.json").write_text(json.dumps({"stats": stats, "rows": rows, "grads": grads,
                                                              "device": trainer.accelerator.device.type}))
+    distributed.barrier()  # no rank exits while another still talks to it: gloo aborts a rank left behind
 
 
 if __name__ == "__main__":
