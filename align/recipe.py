@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from align import schema
 from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
-from align.evaluation.hooks import HOOKS, named
+from align.evaluation.hooks import HOOKS, import_user_hook, named
 from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
 from align.validator import Validator
 from align.yamlsafe import line_map, load_yaml
@@ -320,32 +318,6 @@ def _check_evals(recipe: Recipe, v: Validator) -> None:
         if same:  # the later hook's metrics would silently replace the earlier one's in every row
             v.error(f"{p}.name", f"evals[{same[0]}] is also hook {e.hook}" + (f" named '{e.name}'" if e.name else "") +
                     "; give each a distinct name (e.g. name: domain), which suffixes its metric names")
-
-
-def import_user_hook(ref: str) -> Any:
-    """Import a user hook 'module:function' now (at validation, before any training) and return the function.
-
-    The current folder is appended to sys.path, as `python -m align` would put it first: the `align`
-    console script's sys.path lacks it, so `myhooks.py` beside the recipe would not import. Appended, not
-    prepended, so a file in the current folder cannot shadow an installed package. The module stays in
-    sys.modules, where the evaluation (`align.evaluation.hooks`) finds it."""
-    import importlib
-
-    module, _, name = ref.partition(":")
-    if not module or not name:
-        raise AlignError(f"hook '{ref}' is not 'module:function'")
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise AlignError(f"cannot load hook {ref}: {e}", hint="name it as 'package.module:function', importable "
-                         "from the current folder or the installed packages") from None
-    except Exception as e:  # the user's module failed while importing: their bug, reported as such
-        raise AlignError(f"importing hook {ref} raised {type(e).__name__}: {e}") from None
-    if not callable(fn):
-        raise AlignError(f"hook {ref} is a {type(fn).__name__}, not a function")
-    return fn
 
 
 def reward_stage(recipe: Recipe, stage: StageBase) -> str | None:

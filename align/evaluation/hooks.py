@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +109,7 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
         data = spec.data or (defaults or {}).get(hook.data if hook else "")
         ctx = HookContext(row, spec, data, model_spec, run_dir, judges[i] if judges else None, dict(spec.args), seed)
         if hook is None:
-            result = _user_hook(spec.hook)(models.get(row.artifact, row.head), models.tok, ctx)
+            result = import_user_hook(spec.hook)(models.get(row.artifact, row.head), models.tok, ctx)
             if not isinstance(result, dict):
                 raise AlignError(f"hook {spec.hook} returned {type(result).__name__}; a hook returns a dict of "
                                  "metric name -> number")
@@ -143,13 +145,27 @@ def judge_label(spec: EvalSpec, judge: Path | None) -> str:
     return f"rm stage {judge.name}" if judge is not None else "none"
 
 
-def _user_hook(path: str) -> Callable[..., dict[str, float]]:
-    module, _, name = path.partition(":")
+def import_user_hook(ref: str) -> Any:
+    """Import a user hook 'module:function' now (at validation, before any training) and return the function.
+
+    The current folder is appended to sys.path, as `python -m align` would put it first: the `align`
+    console script's sys.path lacks it, so `myhooks.py` beside the recipe would not import. Appended, not
+    prepended, so a file in the current folder cannot shadow an installed package. The module stays in
+    sys.modules; the evaluation and `align eval` load hooks through this same function."""
+    module, _, name = ref.partition(":")
+    if not module or not name:
+        raise AlignError(f"hook '{ref}' is not 'module:function'")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
-        raise AlignError(f"evals: cannot load hook {path}: {e}",
-                         hint="name it as 'package.module:function', importable from where align runs") from None
+        raise AlignError(f"cannot load hook {ref}: {e}", hint="name it as 'package.module:function', importable "
+                         "from the current folder or the installed packages") from None
+    except Exception as e:  # the user's module failed while importing: their bug, reported as such
+        raise AlignError(f"importing hook {ref} raised {type(e).__name__}: {e}") from None
+    if not callable(fn):
+        raise AlignError(f"hook {ref} is a {type(fn).__name__}, not a function")
     return fn
 
 
