@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 from trl.trainer.utils import pad
 
 from align.data import render_chats
@@ -80,117 +81,196 @@ def prompt_ids(tok: Any, prompts: Sequence[list[dict]], max_prompt_length: int |
 def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens: int, temperature: float = 1.0,
              top_p: float = 1.0, batch_size: int = 16, seed: int | None = None,
              streamer: Any = None) -> list[Completion]:
-    """Sample one completion per prompt (greedy when temperature is 0), batched with a KV cache.
+    """Sample one completion per prompt (greedy when temperature is 0), up to `batch_size` rows at a time.
 
-    Prompts are sorted by length and left-padded a batch at a time; a completion ends at its first stop
-    token (kept: `stop_token_ids`) or after `max_new_tokens`, and a finished row leaves the batch (its KV
-    cache rows dropped), so the rows still running do not pay for it. Tokens are drawn from softmax(logits /
+    Prompts are taken shortest first; a completion ends at its first stop token (kept: `stop_token_ids`) or
+    after `max_new_tokens`. A finished row leaves the batch (its KV cache rows dropped) and waiting prompts
+    take the free rows (their prefill joined to the running batch's cache), so the batch stays full until the
+    prompts run out instead of waiting for its longest answer. Tokens are drawn from softmax(logits /
     temperature), restricted to the top_p nucleus when top_p < 1, and from nothing else: the model's own
     `generation_config` knobs (repetition_penalty, top_k, typical_p, no_repeat_ngram_size, min_length,
     bad_words_ids, ...) are never applied, so PPO's log-probs are those of the distribution sampled.
-    With `seed`, the same model and prompts give the same completions (a private generator: the global
-    random state is left alone). A `streamer` (transformers' interface, e.g. `TextIteratorStreamer`) gets
-    one prompt's tokens by `put(ids)` as they are sampled and `end()` after the last (`align chat`).
+    Each prompt draws from its own random stream (from `seed` and its position in `prompts`; without `seed`,
+    from one draw of torch's global generator), so a completion does not depend on which other prompts share
+    its batch: the same seed gives the same completions at any `batch_size`, and the global random state
+    is left alone when `seed` is given. A `streamer` (transformers' interface, e.g. `TextIteratorStreamer`)
+    gets one prompt's tokens by `put(ids)` as they are sampled and `end()` after the last (`align chat`).
     """
     if streamer is not None and len(prompts) != 1:
         raise ValueError("a streamer takes the tokens of one prompt")
     device = next(model.parameters()).device
-    stop = torch.tensor(stop_token_ids(tok, model), device=device)
-    generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
+    base = seed if seed is not None else int(torch.randint(2**62, ()))
+    rows = [_Row(i, list(prompts[i]), torch.Generator(device).manual_seed((base * 1_000_003 + i) % 2**63))
+            for i in sorted(range(len(prompts)), key=lambda i: len(prompts[i]))]
+    decoder = _Decoder(model, tok.pad_token_id, torch.tensor(stop_token_ids(tok, model), device=device),
+                       max_new_tokens, temperature, top_p, streamer)
     out: list[Completion | None] = [None] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     with eval_mode(model):
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            rows = [torch.tensor(prompts[i]) for i in idx]
-            ids = pad(rows, padding_value=tok.pad_token_id, padding_side="left").to(device)
-            mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
-            tokens, logprobs, lengths = _decode(model, ids, mask, stop, max_new_tokens, temperature, top_p, generator,
-                                                streamer)
-            for b, i in enumerate(idx):
-                n = int(lengths[b])
-                completion = tokens[b, :n].tolist()
-                finished = n > 0 and completion[-1] in stop
-                out[i] = Completion(list(prompts[i]), completion, tok.decode(completion, skip_special_tokens=True),
-                                    finished, logprobs[b, :n].tolist())
+        for row in decoder.run(rows, batch_size):
+            finished = bool(row.ids) and row.ids[-1] in decoder.stop_set
+            out[row.index] = Completion(row.prompt, row.ids, tok.decode(row.ids, skip_special_tokens=True), finished,
+                                        row.logprobs)
     if streamer is not None:
         streamer.end()
     return out  # type: ignore[return-value]
 
 
-def _decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, stop: torch.Tensor, max_new_tokens: int,
-            temperature: float, top_p: float, generator: torch.Generator | None, streamer: Any = None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One left-padded batch: (tokens [B, max_new_tokens], their log-probs, each row's length incl. its stop
-    token). Rows that stopped are cut out of the batch and its KV cache before the next step."""
-    n = ids.shape[0]
-    tokens = ids.new_zeros(n, max_new_tokens)
-    logprobs = torch.zeros(n, max_new_tokens)
-    lengths = torch.full((n,), max_new_tokens)
-    alive = torch.arange(n, device=ids.device)  # batch row of each running row
-    positions = mask.cumsum(1) - 1  # the real tokens' positions, as generate() numbers them under left padding
-    logits, cache = _prefill(model, ids, mask, positions.clamp(min=0))
-    position = positions[:, -1]
-    for step in range(max_new_tokens):
-        token, logprob = _pick(logits.float(), temperature, top_p, generator)
-        tokens[alive, step], logprobs[alive, step] = token, logprob.cpu()
-        if streamer is not None:
-            streamer.put(token.cpu())
-        done = torch.isin(token, stop)
-        lengths[alive[done].cpu()] = step + 1
-        if step + 1 == max_new_tokens or bool(done.all()):
-            break
-        if bool(done.any()):
+@dataclass
+class _Row:
+    index: int  # the prompt's position in the caller's list
+    prompt: list[int]
+    generator: torch.Generator
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+class _Decoder:
+    """The running batch: its rows, their KV cache (left-padded to one width), attention mask, last
+    positions and next-token logits. `run` yields each row when it finishes."""
+
+    def __init__(self, model: Any, pad_token_id: int, stop: torch.Tensor, max_new_tokens: int, temperature: float,
+                 top_p: float, streamer: Any) -> None:
+        self.model, self.pad, self.stop, self.stop_set = model, pad_token_id, stop, set(stop.tolist())
+        self.max_new, self.temperature, self.top_p, self.streamer = max_new_tokens, temperature, top_p, streamer
+        self.keep = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
+        self.rows: list[_Row] = []
+        self.cache: Any = None
+        self.joinable = True  # plain full-attention layers: rows can be joined and the cache grown in place
+
+    def run(self, waiting: list[_Row], batch_size: int) -> Iterator[_Row]:
+        queue = list(reversed(waiting))  # popped from the end: shortest prompt first
+        # rows join when a quarter of the batch is free (or it is empty): each join copies the cache once
+        refill = max(1, batch_size // 4)
+        while queue or self.rows:
+            free = batch_size - len(self.rows)
+            if queue and (not self.rows or (self.joinable and free >= min(refill, len(queue)))):
+                self._admit([queue.pop() for _ in range(min(free, len(queue)))])
+            yield from self._step()
+
+    def _step(self) -> list[_Row]:
+        """Sample each row's next token; drop the rows that stopped; one forward for the others."""
+        token, logprob = _pick(self.logits.float(), self.temperature, self.top_p, [r.generator for r in self.rows])
+        if self.streamer is not None:
+            self.streamer.put(token.cpu())
+        done = torch.isin(token, self.stop)
+        for row, t, lp in zip(self.rows, token.tolist(), logprob.tolist()):
+            row.ids.append(t)
+            row.logprobs.append(lp)
+        done |= torch.tensor([len(r.ids) >= self.max_new for r in self.rows], device=done.device)
+        finished = [r for r, d in zip(self.rows, done.tolist()) if d]
+        if finished:
             keep = (~done).nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            alive, token, mask, position = alive[keep], token[keep], mask[keep], position[keep]
-        mask = torch.cat([mask, mask.new_ones(len(alive), 1)], 1)
-        position = position + 1
-        logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], cache=cache,
-                       use_cache=True).logits[:, -1]
-    return tokens.cpu(), logprobs, lengths
+            self.rows = [r for r, d in zip(self.rows, done.tolist()) if not d]
+            if not self.rows:
+                self.cache = None
+                return finished
+            token = token[keep]
+            self._select(keep)
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], 1)
+        self.position = self.position + 1
+        self.logits = self.model(input_ids=token[:, None], attention_mask=self.mask,
+                                 position_ids=self.position[:, None], cache=self.cache, use_cache=True).logits[:, -1]
+        return finished
+
+    def _admit(self, new: list[_Row], group: int = 4) -> None:
+        """Prefill the new rows `group` at a time, each group cut to its own longest prompt (they come sorted
+        by length, so a group's rows are alike: padding all to the longest would compute up to half the
+        positions for nothing), and join each to the batch."""
+        for s in range(0, len(new), group):
+            part = new[s:s + group]
+            rows = [torch.tensor(r.prompt) for r in part]
+            device = self.stop.device
+            ids = pad(rows, padding_value=self.pad, padding_side="left").to(device)
+            mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
+            positions = (mask.cumsum(1) - 1).clamp(min=0)  # real tokens' positions, as generate() numbers them
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **self.keep)
+            self._join(part, out.cache, mask, positions[:, -1], out.logits[:, -1])
+
+    def _join(self, rows: list[_Row], cache: Any, mask: torch.Tensor, position: torch.Tensor,
+              logits: torch.Tensor) -> None:
+        """Add prefilled rows to the batch: both caches and masks left-padded to the wider of the two."""
+        if self.cache is None:
+            self.rows, self.mask, self.position, self.logits = list(rows), mask, position, logits
+            self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
+            self.cache = _grown(cache) if self.joinable else cache
+            return
+        width = max(self.mask.shape[1], mask.shape[1])
+        layers = [[torch.cat([_left_pad(getattr(old, kind), width), _left_pad(getattr(new, kind), width)])
+                   for kind in ("keys", "values")] for old, new in zip(self.cache.layers, cache.layers)]
+        self.cache = _grown(DynamicCache(), layers)
+        self.mask = torch.cat([_left_pad(self.mask, width, dim=1), _left_pad(mask, width, dim=1)])
+        self.rows += rows
+        self.position, self.logits = torch.cat([self.position, position]), torch.cat([self.logits, logits])
+
+    def _select(self, keep: torch.Tensor) -> None:
+        """Keep the rows `keep`; with a joinable cache also cut the columns that are padding in every row left
+        (the rows that joined late were padded to the width of those that finished)."""
+        self.mask, self.position = self.mask[keep], self.position[keep]
+        if not self.joinable:
+            self.cache.batch_select_indices(keep)
+            return
+        lead = int((self.mask.cumsum(1) == 0).sum(1).min())
+        self.mask = self.mask[:, lead:]
+        self.cache = _grown(DynamicCache(), [[getattr(layer, kind)[keep, :, lead:] for kind in ("keys", "values")]
+                                             for layer in self.cache.layers])
 
 
-def _prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-             group: int = 4) -> tuple[torch.Tensor, Any]:
-    """The prompts' forward: the last position's logits and the KV cache. Run `group` rows at a time, each
-    group cut to its own longest prompt (the batch is sorted by length, so a group's rows are alike), then
-    the groups' caches left-padded to the batch's width and joined: padding the whole batch to its longest
-    prompt would compute up to half its positions for nothing. Caches other than plain full-attention layers
-    (sliding windows, ...) take the one padded forward."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
+class _GrowingLayer(DynamicLayer):
+    """A full-attention cache layer that writes each step's keys and values into room reserved ahead
+    (`DynamicLayer` concatenates, copying the whole cache at every step: a fifth of a CPU decode step)."""
 
-    keep = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
-    lengths, width = mask.sum(1), ids.shape[1]
-    if len(ids) > group:
-        parts = []
-        for s in range(0, len(ids), group):
-            w = int(lengths[s:s + group].max())
-            parts.append(model(input_ids=ids[s:s + group, -w:], attention_mask=mask[s:s + group, -w:],
-                               position_ids=positions[s:s + group, -w:], use_cache=True, **keep))
-        if all(type(layer) is DynamicLayer for p in parts for layer in p.cache.layers):
-            cache = DynamicCache()
-            for i in range(len(parts[0].cache.layers)):
-                k, v = (torch.cat([torch.nn.functional.pad(getattr(p.cache.layers[i], kind),
-                                                           (0, 0, width - p.cache.layers[i].keys.shape[2], 0))
-                                   for p in parts]) for kind in ("keys", "values"))
-                cache.update(k, v, i)
-            return torch.cat([p.logits[:, -1] for p in parts]), cache
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep)
-    return out.logits[:, -1], out.cache
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self._k, self._v, self._n = keys, values, keys.shape[-2]
+        self._reserve(64)
+
+    def _reserve(self, room: int) -> None:
+        n = self._n
+        self._k, self._v = (torch.cat([t[:, :, :n], t.new_empty(*t.shape[:2], room, t.shape[3])], 2)
+                            for t in (self._k, self._v))
+        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        n, m = self._n, key_states.shape[-2]
+        if n + m > self._k.shape[-2]:
+            self._reserve(max(m, n))
+        self._k[:, :, n:n + m], self._v[:, :, n:n + m] = key_states, value_states
+        self._n = n + m
+        self.keys, self.values = self._k[:, :, :n + m], self._v[:, :, :n + m]
+        return self.keys, self.values
+
+
+def _grown(cache: Any, layers: list[list[torch.Tensor]] | None = None) -> Any:
+    """`cache` with its layers (or the given [keys, values] per layer) as `_GrowingLayer`s."""
+    layers = layers if layers is not None else [[layer.keys, layer.values] for layer in cache.layers]
+    cache.layers = [_GrowingLayer(k, v) for k, v in layers]
+    return cache
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
+    """`t` zero-padded on the left of dimension `dim` (a cache's sequence, a mask's columns) to `width`."""
+    missing = width - t.shape[dim]
+    if missing == 0:
+        return t
+    return torch.cat([t.new_zeros(*t.shape[:dim], missing, *t.shape[dim + 1:]), t], dim)
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float,
-          generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's next token and its log-prob under the distribution it was drawn from (greedy: argmax, and
-    its log-prob under the untempered distribution)."""
+          generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's next token (row b drawn with `generators[b]`) and its log-prob under the distribution it was
+    drawn from (greedy: argmax, and its log-prob under the untempered distribution)."""
     if temperature > 0:
         logits = logits / temperature
         if top_p < 1.0:
             logits = _nucleus(logits, top_p)
     logprobs = torch.log_softmax(logits, -1)
-    token = logits.argmax(-1) if temperature <= 0 else \
-        torch.multinomial(logprobs.exp(), 1, generator=generator).squeeze(1)
+    if temperature <= 0:
+        token = logits.argmax(-1)
+    else:
+        probs = logprobs.exp()
+        token = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
     return token, logprobs.gather(-1, token[:, None]).squeeze(1)
 
 

@@ -25,7 +25,7 @@ import torch
 from common import PEERS, peer_precision
 
 from align.data import load_split, parse_prompt
-from align.evaluation.compare import compare_policies, sampled_kl
+from align.evaluation.compare import compare_policies, kl_sampling, sample, sampled_kl
 from align.evaluation.judges import RewardJudge
 from align.generation import adapters_disabled, prompt_ids
 from align.models import load_artifact, load_model, load_tokenizer
@@ -112,9 +112,12 @@ def measure(name: str, a: argparse.Namespace, out: Path) -> tuple[dict, dict, ob
     else:
         policy, t = run_trl(recipe, stage, run_dir, train, a.steps, out, a.peer)
     rm, tok = load_artifact(run_dir / "rm", recipe.model), load_tokenizer(recipe.model)
-    m, _ = compare_policies(policy, tok, evals, stage.generation, judge=RewardJudge(rm, tok, stage.max_length))
-    with adapters_disabled(policy) as reference:  # KL to the start: the same weights, adapters off
-        m["kl"] = sampled_kl(policy, reference, tok, evals, stage.generation)
+    gen = stage.generation
+    ours = sample(policy, tok, evals, gen)
+    with adapters_disabled(policy) as reference:  # the start: the same weights, adapters off
+        m, _ = compare_policies(evals, ours, sample(reference, tok, evals, gen),
+                                judge=RewardJudge(rm, tok, stage.max_length))
+        m["kl"] = sampled_kl(policy, reference, tok, sample(policy, tok, evals, kl_sampling(gen)), gen)
     return m | {"heldout_prompts": len(evals)}, t, stage
 
 

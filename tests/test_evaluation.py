@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import align
-from align.evaluation.compare import sampled_kl
+from align.evaluation.compare import kl_sampling, sample, sampled_kl
 from align.evaluation.hooks import HOOKS
 from align.evaluation.judges import LLMJudge, RewardJudge, position_swapped
 from align.generation import prompt_ids
@@ -69,11 +69,36 @@ def test_kl_at_temperature_is_the_closed_form_kl_of_the_tempered_distributions(t
     ratio = log_pt - log_qt
     exact = float((log_pt.exp() * ratio).sum())
     spread = math.sqrt(float((log_pt.exp() * (ratio - exact) ** 2).sum()) / n)
-    got = sampled_kl(policy, reference, tok, prompt * n, GenerationSpec(max_new_tokens=1, temperature=t,
-                                                                         batch_size=1000, seed=0))
+    gen = GenerationSpec(max_new_tokens=1, temperature=t, batch_size=1000, seed=0)
+    got = sampled_kl(policy, reference, tok, sample(policy, tok, prompt * n, kl_sampling(gen)), gen)
     assert got == pytest.approx(exact, abs=4 * spread)
     old = float((log_pt.exp() * (torch.log_softmax(p, -1) - torch.log_softmax(q, -1))).sum())
     assert abs(old - exact) > 8 * spread  # the untempered score of the same samples is not this KL
+
+
+def test_a_run_samples_each_model_s_answers_once_and_they_equal_a_fresh_generation(tiny_model_dir, monkeypatch):
+    """The rows of a run share their answers (`Models.completions`): the base model's answers to the win-rate
+    prompts serve every row, a policy's win-rate answers its KL when the settings agree. Since each prompt
+    draws from its own seeded stream, a reused answer is the one a new generation would give."""
+    import align.evaluation.compare as compare
+    from align.evaluation.hooks import Models
+
+    calls = []
+    real = compare.generate
+    monkeypatch.setattr(compare, "generate", lambda model, *a, **k: calls.append(1) or real(model, *a, **k))
+    spec = ModelSpec(name=str(tiny_model_dir))
+    prompts = [[{"role": "user", "content": t}] for t in ("the cat sat", "a dog ran far", "birds sing")]
+    gen, shared = GenerationSpec(max_new_tokens=6, temperature=1.0, seed=3, batch_size=2), {}
+    first = Models(spec, shared).completions(None, prompts, gen)  # the baseline row
+    again = Models(spec, shared).completions(None, prompts, gen)  # a later row's rival: base
+    kl = Models(spec, shared).completions(None, prompts, kl_sampling(gen))  # T = 1, top_p 1: the same settings
+    assert again is first and kl is first and len(calls) == 1
+    other = Models(spec, shared).completions(None, prompts, GenerationSpec(max_new_tokens=6, temperature=1.0,
+                                                                           seed=4, batch_size=2))
+    assert len(calls) == 2 and [c.ids for c in other] != [c.ids for c in first]
+    fresh = sample(load_model(spec, "causal_lm", trainable=False), load_tokenizer(spec), prompts,
+                   GenerationSpec(max_new_tokens=6, temperature=1.0, seed=3, batch_size=3))
+    assert [c.ids for c in fresh] == [c.ids for c in first]
 
 
 # ---- judges on fixtures with a known preferred answer ----------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from align.errors import AlignError
-from align.evaluation.compare import compare_policies, sampled_kl
+from align.evaluation.compare import compare_policies, kl_sampling, sample, sampled_kl
 from align.evaluation.gates import check_gates
 from align.evaluation.hooks import HOOKS, Row, evaluate_row
 from align.evaluation.judges import RewardJudge
@@ -65,8 +65,10 @@ def test_a_policy_against_itself_has_zero_kl_and_ties_everywhere(tiny_model_dir)
     judge = load_model(spec, "reward", trainable=False)
     prompts = [[{"role": "user", "content": t}] for t in TEXTS]
     gen = GenerationSpec(max_new_tokens=6, temperature=1.0, batch_size=2)
-    metrics, table = compare_policies(model, tok, prompts, gen, reference=model, judge=RewardJudge(judge, tok))
-    assert sampled_kl(model, model, tok, prompts, gen) == pytest.approx(0.0, abs=1e-5)
+    ours, theirs = sample(model, tok, prompts, gen), sample(model, tok, prompts, gen)
+    metrics, table = compare_policies(prompts, ours, theirs, judge=RewardJudge(judge, tok))
+    assert sampled_kl(model, model, tok, sample(model, tok, prompts, kl_sampling(gen)), gen) == pytest.approx(0.0,
+                                                                                                         abs=1e-5)
     assert metrics["win_rate"] == 0.5  # same seed, same model: the same answers, every one a tie
     assert [r["policy"] for r in table] == [r["start"] for r in table] and len(table) == 3
 

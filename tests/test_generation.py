@@ -134,6 +134,8 @@ def test_dropping_finished_rows_gives_plain_generate_s_tokens(tiny_model_dir):
     model.generation_config.eos_token_id = [tok.eos_token_id, stop]
     ours = generate(model, tok, ids, 16, 0.0, batch_size=8)
     assert len({len(c.ids) for c in ours}) > 1 and any(c.finished for c in ours)
+    # fewer rows than prompts: waiting prompts join the running batch (their caches padded to its width)
+    assert [c.ids for c in generate(model, tok, ids, 16, 0.0, batch_size=3)] == [c.ids for c in ours]
     from trl.trainer.utils import pad
     rows = [torch.tensor(r) for r in ids]
     x = pad(rows, padding_value=tok.pad_token_id, padding_side="left")
@@ -175,3 +177,35 @@ def test_samplers_calling_model_generate_see_none_of_the_model_s_knobs(knobbed):
     logits = model(input_ids=out).logits[0, x.shape[1] - 1:-1]
     assert logits.argmax(-1).tolist() == out[0, x.shape[1]:].tolist()
     assert model.generation_config.repetition_penalty == 1.3 and model.generation_config.no_repeat_ngram_size == 1
+
+
+def test_a_completion_does_not_depend_on_the_batch_it_was_sampled_in(tiny_model_dir):
+    """Each prompt draws from its own seeded stream, and prompts join the batch as rows finish: the same seed
+    gives the same tokens and log-probs at batch size 1, 3 (rows joining a running batch) and all at once."""
+    spec = ModelSpec(name=str(tiny_model_dir))
+    model, tok = load_model(spec, "causal_lm", trainable=False), load_tokenizer(spec)
+    ids = prompt_ids(tok, [[{"role": "user", "content": " ".join(CORPUS[i:i + 1 + i % 4])}] for i in range(7)])
+    runs = [generate(model, tok, ids, 12, 1.0, batch_size=b, seed=5) for b in (1, 3, 7)]
+    assert len({tuple(c.ids) for c in runs[0]}) > 1
+    for other in runs[1:]:
+        assert [c.ids for c in other] == [c.ids for c in runs[0]]
+        for a, b in zip(other, runs[0]):
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+def test_long_completions_grow_the_cache_past_its_reserved_room(tiny_model_dir):
+    """The decode cache reserves room ahead and grows when a completion outruns it: 150 greedy tokens equal
+    plain `model.generate`'s."""
+    spec = ModelSpec(name=str(tiny_model_dir))
+    model, tok = load_model(spec, "causal_lm", trainable=False), load_tokenizer(spec)
+    model.generation_config.eos_token_id = None
+    tok_eos, tok.eos_token = tok.eos_token, None  # no stop token: every row runs the whole 150 tokens
+    try:
+        ids = prompt_ids(tok, [[{"role": "user", "content": CORPUS[0]}], [{"role": "user", "content": CORPUS[1]}]])
+        ours = generate(model, tok, ids, 150, 0.0, batch_size=2)
+    finally:
+        tok.eos_token = tok_eos
+    for c, p in zip(ours, ids):
+        plain = model.generate(input_ids=torch.tensor([p]), max_new_tokens=150, do_sample=False, eos_token_id=None,
+                               pad_token_id=tok.pad_token_id)
+        assert len(c.ids) == 150 and c.ids == plain[0, len(p):].tolist()

@@ -73,10 +73,11 @@ class Hook:
 class Models:
     """Loads each model a row's hooks need once (the row's own, its start, the judges, win-rate rivals)."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, sampled: dict | None = None):
         from align.models import load_tokenizer
 
         self.spec, self.tok, self._cache = spec, load_tokenizer(spec), {}
+        self.sampled = sampled if sampled is not None else {}  # shared by a run's rows: see `completions`
 
     def get(self, artifact: Path | None, head: str = "causal_lm") -> Any:
         from align.models import load_artifact, load_model
@@ -86,6 +87,18 @@ class Models:
             self._cache[key] = load_artifact(artifact, self.spec, head) if artifact else \
                 load_model(self.spec, head, trainable=False)
         return self._cache[key]
+
+    def completions(self, artifact: Path | None, prompts: list[list[dict]], gen: Any) -> list[Any]:
+        """A model's answers (`compare.sample`), generated once per run for each model, prompts and settings:
+        the base model's answers serve every row's win rate against base, a policy's win-rate answers its
+        KL (same settings), a stage's sample answers the next stage's 'start' column."""
+        from align.evaluation.compare import sample
+
+        key = (str(artifact), repr(prompts), gen.max_new_tokens, gen.temperature, gen.top_p, gen.seed,
+               gen.max_prompt_length)
+        if key not in self.sampled:
+            self.sampled[key] = sample(self.get(artifact), self.tok, prompts, gen)
+        return self.sampled[key]
 
     def named(self, name: str) -> tuple[Any, Any]:
         """Another model than the recipe's (an LLM judge), with its own tokenizer, loaded frozen."""
@@ -99,10 +112,11 @@ class Models:
 
 def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run_dir: Path,
                  judges: Sequence[Path | None] | None = None, defaults: dict[str, Any] | None = None,
-                 seed: int = 42) -> dict[str, Any]:
+                 seed: int = 42, sampled: dict | None = None) -> dict[str, Any]:
     """Run every hook that applies to `row` ({"metrics", "judges", "compliance"?, "samples"?}); `judges[i]` is
-    the rm artifact judging `evals[i]`'s win rates (None: not yet)."""
-    models = Models(model_spec)
+    the rm artifact judging `evals[i]`'s win rates (None: not yet); `sampled` the run's answers so far
+    (`Models.completions`)."""
+    models = Models(model_spec, sampled)
     out: dict[str, Any] = {"row": row.name, "metrics": {}, "judges": {}}
     for i, spec in enumerate(evals):
         hook = HOOKS.get(spec.hook)
@@ -279,8 +293,9 @@ def _win_rate(models: Models, ctx: HookContext) -> tuple[dict[str, float], None]
     if ctx.judge is None or ctx.data is None or not rival:
         return {}, None  # nothing judges yet (the rm stage comes later), no prompts, or nothing to compare with
     judge = RewardJudge(models.get(ctx.judge, "reward"), models.tok)
-    m, _ = compare_policies(models.get(ctx.row.artifact), models.tok, prompts_of(ctx), ctx.spec.generation,
-                            reference=models.get(against), judge=judge, n_samples=0)
+    prompts, gen = prompts_of(ctx), ctx.spec.generation
+    m, _ = compare_policies(prompts, models.completions(ctx.row.artifact, prompts, gen),
+                            models.completions(against, prompts, gen), judge=judge, n_samples=0)
     return {"win_rate": m["win_rate"], "reward": m["reward"], "reward_against": m["reward_start"],
             "response_length": m["response_length"], "response_length_against": m["response_length_start"],
             "eos_rate": m["eos_rate"]}, None
@@ -294,18 +309,20 @@ def _llm_judge(models: Models, ctx: HookContext) -> tuple[dict[str, float], None
     if not rival:
         return {}, None
     judge = LLMJudge(*models.named(ctx.spec.judge))
-    m, _ = compare_policies(models.get(ctx.row.artifact), models.tok, prompts_of(ctx), ctx.spec.generation,
-                            reference=models.get(against), judge=judge, n_samples=0)
+    prompts, gen = prompts_of(ctx), ctx.spec.generation
+    m, _ = compare_policies(prompts, models.completions(ctx.row.artifact, prompts, gen),
+                            models.completions(against, prompts, gen), judge=judge, n_samples=0)
     return {"llm_win_rate": m["win_rate"], "llm_ties": m["ties"], "llm_first_position": m["first_position"]}, None
 
 
 def _kl(models: Models, ctx: HookContext) -> tuple[dict[str, float], None]:
-    from align.evaluation.compare import sampled_kl
+    from align.evaluation.compare import kl_sampling, sampled_kl
 
     if ctx.row.artifact is None:
         return {}, None  # the base model is its own reference
-    kl = sampled_kl(models.get(ctx.row.artifact), models.get(ctx.row.start), models.tok, prompts_of(ctx),
-                    ctx.spec.generation)
+    prompts, gen = prompts_of(ctx), ctx.spec.generation
+    kl = sampled_kl(models.get(ctx.row.artifact), models.get(ctx.row.start), models.tok,
+                    models.completions(ctx.row.artifact, prompts, kl_sampling(gen)), gen)
     return {"kl": kl}, None
 
 
@@ -313,13 +330,13 @@ def _samples(models: Models, ctx: HookContext) -> tuple[dict[str, float], list[d
     from align.evaluation.compare import compare_policies, sample_table
     from align.evaluation.judges import RewardJudge
 
-    prompts = prompts_of(ctx, default=8)
-    policy = models.get(ctx.row.artifact)
+    prompts, gen = prompts_of(ctx, default=8), ctx.spec.generation
+    ours = models.completions(ctx.row.artifact, prompts, gen)
     if ctx.row.artifact is None:
-        return {}, sample_table(policy, models.tok, prompts, ctx.spec.generation)
+        return {}, sample_table(prompts, ours)
     judge = RewardJudge(models.get(ctx.judge, "reward"), models.tok) if ctx.judge is not None else None
-    _, table = compare_policies(policy, models.tok, prompts, ctx.spec.generation, reference=models.get(ctx.row.start),
-                                judge=judge, n_samples=len(prompts))
+    _, table = compare_policies(prompts, ours, models.completions(ctx.row.start, prompts, gen), judge=judge,
+                                n_samples=len(prompts))
     return {}, table
 
 

@@ -30,7 +30,7 @@ from align.schema import EvalSpec, ModelSpec, OnPolicyStage, Recipe, StageBase
 
 def evaluate_cached(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run_dir: Path, key: str,
                     judges: Sequence[Path | None], defaults: dict[str, Any], seed: int,
-                    cache: str | None = None) -> dict[str, Any]:
+                    cache: str | None = None, sampled: dict | None = None) -> dict[str, Any]:
     """`evaluate_row`, reusing `evals/<cache or row>.json` when it was computed with the same key (the row's
     model fingerprint, the hooks, their data and judges): a rerun that reuses a stage does not re-measure it."""
     path = run_dir / "evals" / f"{cache or row.name}.json"
@@ -40,7 +40,7 @@ def evaluate_cached(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, 
             return cached
     except (OSError, ValueError):
         pass
-    result = evaluate_row(evals, row, model_spec, run_dir, judges, defaults, seed) | {"key": key}
+    result = evaluate_row(evals, row, model_spec, run_dir, judges, defaults, seed, sampled) | {"key": key}
     path.parent.mkdir(exist_ok=True)
     write_json(path, result)
     if result.get("compliance"):  # every answer of the compliance hook, one JSON line each, for a reviewer
@@ -70,6 +70,7 @@ class RunEvaluations:
         self.rows: list[dict[str, Any]] = []
         self.defaults = _default_data(recipe)
         self._measured: dict[str, tuple[Row, str]] = {}  # row name -> (its model, its fingerprint)
+        self._sampled: dict = {}  # every model's answers so far, reused across rows (`hooks.Models.completions`)
 
     def baseline(self) -> None:
         if self.recipe.evals:
@@ -125,7 +126,7 @@ class RunEvaluations:
             judges = [self._judge(e) for e in hooks]
             late = evaluate_cached(hooks, row, self.recipe.model, self.run_dir,
                                    self._key(hooks, fingerprint, judges), judges, self.defaults, self.recipe.seed,
-                                   cache=f"{row.name}.judged-{rm}")
+                                   cache=f"{row.name}.judged-{rm}", sampled=self._sampled)
             result["metrics"] |= late["metrics"]
             result["judges"] = result.get("judges", {}) | late["judges"]
             self._mark_own_reward(result)
@@ -135,7 +136,7 @@ class RunEvaluations:
         judges = [self._judge(e) for e in self.recipe.evals]
         key = self._key(self.recipe.evals, fingerprint, judges)
         result = evaluate_cached(self.recipe.evals, row, self.recipe.model, self.run_dir, key, judges, self.defaults,
-                                 self.recipe.seed)
+                                 self.recipe.seed, sampled=self._sampled)
         base = self.rows[0]["metrics"] if self.rows and self.rows[0]["row"] == "baseline" else {}
         ppl = [k for k in result["metrics"] if k.split("_")[0] == "perplexity" and not k.endswith("_increase")]
         for key in ppl if row.name != "baseline" else []:  # perplexity, and perplexity_<name> of a named hook
