@@ -11,6 +11,7 @@ those of the distribution sampled.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -90,17 +91,18 @@ def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens:
     temperature), restricted to the top_p nucleus when top_p < 1, and from nothing else: the model's own
     `generation_config` knobs (repetition_penalty, top_k, typical_p, no_repeat_ngram_size, min_length,
     bad_words_ids, ...) are never applied, so PPO's log-probs are those of the distribution sampled.
-    Each prompt draws from its own random stream (from `seed` and its position in `prompts`; without `seed`,
-    from one draw of torch's global generator), so a completion does not depend on which other prompts share
-    its batch: the same seed gives the same completions at any `batch_size`, and the global random state
-    is left alone when `seed` is given. A `streamer` (transformers' interface, e.g. `TextIteratorStreamer`)
+    Each prompt draws from its own random stream (`prompt_seeds`: from `seed`, its tokens and how many times
+    the same prompt came before it; without `seed`, from one draw of torch's global generator), so a
+    completion does not depend on which other prompts share its call or batch: the same seed gives the same
+    completion for a prompt at any `batch_size` and in any list, and the global random state is left alone
+    when `seed` is given. A `streamer` (transformers' interface, e.g. `TextIteratorStreamer`)
     gets one prompt's tokens by `put(ids)` as they are sampled and `end()` after the last (`align chat`).
     """
     if streamer is not None and len(prompts) != 1:
         raise ValueError("a streamer takes the tokens of one prompt")
     device = next(model.parameters()).device
-    base = seed if seed is not None else int(torch.randint(2**62, ()))
-    rows = [_Row(i, list(prompts[i]), torch.Generator(device).manual_seed((base * 1_000_003 + i) % 2**63))
+    streams = prompt_seeds(prompts, seed if seed is not None else int(torch.randint(2**62, ())))
+    rows = [_Row(i, list(prompts[i]), torch.Generator(device).manual_seed(streams[i]))
             for i in sorted(range(len(prompts)), key=lambda i: len(prompts[i]))]
     decoder = _Decoder(model, tok.pad_token_id, torch.tensor(stop_token_ids(tok, model), device=device),
                        max_new_tokens, temperature, top_p, streamer)
@@ -113,6 +115,19 @@ def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens:
     if streamer is not None:
         streamer.end()
     return out  # type: ignore[return-value]
+
+
+def prompt_seeds(prompts: Sequence[Sequence[int]], seed: int) -> list[int]:
+    """Each prompt's random stream: a hash of the seed, its tokens and its repeat count (the k-th copy of a
+    prompt in a list gets another stream than the first: repeated prompts are repeated samples)."""
+    seen: dict[tuple[int, ...], int] = {}
+    out = []
+    for ids in prompts:
+        key = tuple(ids)
+        seen[key] = seen.get(key, -1) + 1
+        digest = hashlib.blake2b(repr((seed, key, seen[key])).encode(), digest_size=8).digest()
+        out.append(int.from_bytes(digest, "little") >> 1)
+    return out
 
 
 @dataclass

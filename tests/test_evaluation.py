@@ -92,13 +92,14 @@ def test_a_run_samples_each_model_s_answers_once_and_they_equal_a_fresh_generati
     first = Models(spec, shared).completions(None, prompts, gen)  # the baseline row
     again = Models(spec, shared).completions(None, prompts, gen)  # a later row's rival: base
     kl = Models(spec, shared).completions(None, prompts, kl_sampling(gen))  # T = 1, top_p 1: the same settings
-    assert again is first and kl is first and len(calls) == 1
+    assert again == first and kl == first and len(calls) == 1
+    assert Models(spec, shared).completions(None, prompts[1:], gen) == first[1:] and len(calls) == 1  # samples
     other = Models(spec, shared).completions(None, prompts, GenerationSpec(max_new_tokens=6, temperature=1.0,
                                                                            seed=4, batch_size=2))
     assert len(calls) == 2 and [c.ids for c in other] != [c.ids for c in first]
-    fresh = sample(load_model(spec, "causal_lm", trainable=False), load_tokenizer(spec), prompts,
+    fresh = sample(load_model(spec, "causal_lm", trainable=False), load_tokenizer(spec), prompts[::-1],
                    GenerationSpec(max_new_tokens=6, temperature=1.0, seed=3, batch_size=3))
-    assert [c.ids for c in fresh] == [c.ids for c in first]
+    assert [c.ids for c in fresh[::-1]] == [c.ids for c in first]  # another order, another batch size
 
 
 # ---- judges on fixtures with a known preferred answer ----------------------------------------------------

@@ -187,6 +187,10 @@ def test_a_completion_does_not_depend_on_the_batch_it_was_sampled_in(tiny_model_
     ids = prompt_ids(tok, [[{"role": "user", "content": " ".join(CORPUS[i:i + 1 + i % 4])}] for i in range(7)])
     runs = [generate(model, tok, ids, 12, 1.0, batch_size=b, seed=5) for b in (1, 3, 7)]
     assert len({tuple(c.ids) for c in runs[0]}) > 1
+    alone = generate(model, tok, ids[4:5], 12, 1.0, seed=5)[0]  # in a list of its own
+    assert alone.ids == runs[0][4].ids
+    twice = generate(model, tok, [ids[0]] * 6, 12, 1.0, seed=5)  # copies of one prompt: other samples
+    assert twice[0].ids == runs[0][0].ids and len({tuple(c.ids) for c in twice}) > 1
     for other in runs[1:]:
         assert [c.ids for c in other] == [c.ids for c in runs[0]]
         for a, b in zip(other, runs[0]):

@@ -89,16 +89,20 @@ class Models:
         return self._cache[key]
 
     def completions(self, artifact: Path | None, prompts: list[list[dict]], gen: Any) -> list[Any]:
-        """A model's answers (`compare.sample`), generated once per run for each model, prompts and settings:
-        the base model's answers serve every row's win rate against base, a policy's win-rate answers its
-        KL (same settings), a stage's sample answers the next stage's 'start' column."""
+        """A model's answers to distinct prompts (`compare.sample`), each generated once per run for each model
+        and settings: the base model's answers serve every row's win rate against base, a policy's win-rate
+        answers its KL (same settings) and its sample table (a subset of the prompts). A prompt's answer
+        depends only on the model, the prompt and the settings (`generation.prompt_seeds`), so a reused one
+        is the answer a new generation would give."""
         from align.evaluation.compare import sample
 
-        key = (str(artifact), repr(prompts), gen.max_new_tokens, gen.temperature, gen.top_p, gen.seed,
-               gen.max_prompt_length)
-        if key not in self.sampled:
-            self.sampled[key] = sample(self.get(artifact), self.tok, prompts, gen)
-        return self.sampled[key]
+        settings = (str(artifact), gen.max_new_tokens, gen.temperature, gen.top_p, gen.seed, gen.max_prompt_length)
+        keys = [(settings, repr(p)) for p in prompts]
+        missing = [p for p, k in zip(prompts, keys) if k not in self.sampled]
+        if missing:
+            for p, c in zip(missing, sample(self.get(artifact), self.tok, missing, gen)):
+                self.sampled[(settings, repr(p))] = c
+        return [self.sampled[k] for k in keys]
 
     def named(self, name: str) -> tuple[Any, Any]:
         """Another model than the recipe's (an LLM judge), with its own tokenizer, loaded frozen."""
