@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from align.console import progress, step
 from align.errors import AlignError
 from align.schema import DataSpec, MixSpec
 
@@ -361,6 +362,7 @@ def render_chats(tok: Any, conversations: Sequence[list[dict]], add_generation_p
         texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt)
                  for m in conversations[start:start + batch_size]]
         out += [list(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        progress(len(out), len(conversations), "tokenized")
     return out
 
 
@@ -386,7 +388,8 @@ def cached_tokens(kind: str, key: Any, tok: Any, build: Callable[[], tuple[Any, 
                        __version__, trl.__version__, transformers.__version__], default=repr)
 
     def write(folder: Path) -> None:
-        data, counts = build()
+        with step(f"tokenizing the {kind} data (cached for the next run)"):
+            data, counts = build()
         data.save_to_disk(str(folder / "data"))
         (folder / "counts.json").write_text(json.dumps(counts))
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from trl.trainer.utils import pad
 
+from align.console import progress
 from align.data import render_chats
 
 
@@ -113,6 +114,7 @@ def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens:
                 finished = n > 0 and completion[-1] in stop
                 out[i] = Completion(list(prompts[i]), completion, tok.decode(completion, skip_special_tokens=True),
                                     finished, logprobs[b, :n].tolist())
+            progress(start + len(idx), len(order), "prompts generated")
     if streamer is not None:
         streamer.end()
     return out  # type: ignore[return-value]
@@ -270,6 +272,7 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
                 target = ids[b, ids.shape[1] - width:ids.shape[1] - width + n]
                 lp = torch.log_softmax(logits[b, :n].float() / temperature, -1)
                 out[i] = lp.gather(-1, target[:, None]).squeeze(-1).cpu()
+            progress(start + len(idx), len(order), "sequences scored")
     return out  # type: ignore[return-value]
 
 
@@ -296,6 +299,7 @@ def score(model: Any, rows: Sequence[list[int]], pad_token_id: int, batch_size: 
             rewards = model(input_ids=batch, attention_mask=mask, use_cache=False).logits.squeeze(-1).float()
             for i, r in zip(idx, rewards.tolist()):
                 out[i] = r
+            progress(start + len(idx), len(order), "sequences scored")
     return out
 
 
