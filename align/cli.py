@@ -139,11 +139,10 @@ def _run(args: argparse.Namespace) -> int:
         raise AlignError(f"--force names no stage of this recipe: {', '.join(sorted(unknown))}")
     if processes := launch.wanted(args, recipe):  # N processes each rerun this command (align/launch.py)
         return launch.relaunch(args.argv, *processes)
-    from align.pipeline import plan, run_pipeline  # not before: a launcher process never trains (imports cost ~5 s)
-
     from align.console import final_block, plan_line
     from align.distributed import is_main
     from align.evaluation.gates import GateFailed
+    from align.pipeline import plan, run_pipeline  # not before: a launcher process never trains (imports cost ~5 s)
 
     if args.dry_run:
         for step in plan(recipe, tuple(args.force), args.start, args.only):

@@ -4,7 +4,8 @@ libraries' own bars, warnings and raw metric dicts off unless `--verbose`, plan 
 block that ends `align run` (time, report, gates).
 
 Loops that take long (generation, scoring, tokenizing) report where they are with `progress(done, total,
-what)`; it costs nothing when no bar is shown, and the bar is named after the innermost `step`.
+what)`; it costs nothing when no bar is shown, and the bar is named after the innermost `step` (outside any
+step there is no bar: its line would not say what runs).
 """
 
 from __future__ import annotations
@@ -79,17 +80,20 @@ def step(label: str) -> Iterator[list[str]]:
 
 
 def progress(done: int, total: int, what: str) -> None:
-    """A long loop is `done` of `total` (units of `what`, e.g. 'prompts generated'): the bar shows it."""
+    """A long loop inside a `step` is `done` of `total` (units of `what`, e.g. 'prompts generated'): the bar
+    shows it, and goes when the loop is through, so the lines that follow start on their own line."""
     global _bar
-    if not bars_on() or total <= 0:
+    if not _labels or not bars_on() or total <= 0:
         return
-    desc = f"{_labels[-1] if _labels else 'working'} ({what})"
+    desc = f"{_labels[-1]} ({what})"
     if _bar is None or _bar.total != total or _bar.desc != desc or done < _bar.n:
         from tqdm.auto import tqdm
 
         close_bar()
         _bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
     _bar.update(done - _bar.n)
+    if done >= total:
+        close_bar()
 
 
 def close_bar() -> None:

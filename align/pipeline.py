@@ -300,7 +300,7 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
 
     if evals.write() is None and not any(finished(run_dir / s.name) for s in evals.recipe.stages):
         return
-    md, html = write_report(run_dir)
+    _, html = write_report(run_dir)
     rows = summary_rows(run_dir)
     if rows:
         tracker.start("report")
@@ -310,7 +310,6 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
         tracker.summary({f"{row['row']}/{k}": v for row in rows for k, v in row.items() if k != "row"})
         tracker.html("report", html.read_text())
         tracker.finish()
-    log.info("report: %s (and %s)", html, md.name)
 
 
 def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:
