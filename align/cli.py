@@ -11,6 +11,9 @@
     align generate runs/quickstart/dpo --prompts prompts.jsonl --out answers.jsonl
     align export runs/quickstart/dpo --out exported/dpo --merge [--push-to-hub REPO_ID]   (align/export.py)
 
+The commands that load models (run, eval, chat, generate, export) take `--verbose` / `-v`: the libraries'
+own progress bars, warnings and the Trainer's metric dicts, off by default (`align.console`).
+
 User errors (`AlignError`: bad recipes, data, paths, arguments) print as one short message with its hint
 and exit 2. Anything else is a bug in align: one line saying so, exit 1, and `--debug` shows the traceback
 to report. Ctrl-C exits 130.

@@ -60,7 +60,10 @@ def quiet_trainer(trainer: Any) -> None:
 
 
 def bars_on() -> bool:
-    return sys.stderr.isatty()
+    """Bars on a terminal only (a log file gets the step lines), and from the main process only."""
+    from align.distributed import is_main
+
+    return sys.stderr.isatty() and is_main()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ block with the time, the report (path and file:// URL) and the gates; on a termi
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -35,9 +36,9 @@ def _recipe(root: Path, model: Path, rm: bool = True) -> Path:
     text = write_jsonl(root / "text.jsonl", [{"text": t} for t in CORPUS[:4]])
     stages = "  - {name: sft, kind: sft, max_steps: 2, batch_size: 4, max_length: 64, logging_steps: 1}\n"
     if rm:
-        stages += ("  - {name: rm, kind: rm, init: sft, max_steps: 2, batch_size: 4, max_length: 64, eval_before: false,"
-                   " gate: ['rm_accuracy >= 0']}\n")
-    hooks = "  - {hook: perplexity, data: %s}\n" % text
+        stages += ("  - {name: rm, kind: rm, init: sft, max_steps: 2, batch_size: 4, max_length: 64,"
+                   " eval_before: false, gate: ['rm_accuracy >= 0']}\n")
+    hooks = f"  - {{hook: perplexity, data: {text}}}\n"
     if rm:
         hooks += ("  - {hook: win_rate, max_examples: 2, generation: {max_new_tokens: 4}}\n"
                   "  - {hook: rm_accuracy, max_examples: 4}\n")
@@ -149,9 +150,8 @@ def test_final_block_names_each_gate(tmp_path):
     (tmp_path / "report.html").write_text("<html></html>")
     gates = [{"gate": "rm_accuracy >= 0.65", "metric": "rm_accuracy", "value": 0.5, "passed": False, "op": ">=",
               "bound": 0.65}]
-    (tmp_path / "evals.json").write_text(
-        '{"rows": [{"row": "baseline", "metrics": {}}, {"row": "rm", "metrics": {}, "gates": %s}]}'
-        % str(gates).replace("'", '"').replace("False", "false"))
+    rows = [{"row": "baseline", "metrics": {}}, {"row": "rm", "metrics": {}, "gates": gates}]
+    (tmp_path / "evals.json").write_text(json.dumps({"rows": rows}))
     block = final_block(tmp_path, 75.2).splitlines()
     html = (tmp_path / "report.html").resolve()
     assert block == ["finished in 1 min 15 s", f"report: {html}", f"        {html.as_uri()}",
