@@ -40,10 +40,24 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if verbose:
         return
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights", "Writing shards"
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets' Map, filter, "Saving the dataset"
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def quiet_transformers() -> None:
+    """transformers' own bars ("Loading weights", "Writing model shards") off unless verbose (`align.models`
+    calls this once it imports transformers). The Hub's download bars stay: a download is a long step the user
+    should see, and transformers' switch turns them off too, so they are turned back on."""
+    if VERBOSE:
+        return
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    downloads = not hub.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    if downloads:
+        hub.enable_progress_bars()
 
 
 def trainer_settings() -> dict[str, Any]:

@@ -162,3 +162,17 @@ def test_final_block_names_each_gate(tmp_path):
 def test_commands_that_load_models_take_verbose(command, tmp_path):
     done = align_cli(command, "--help", cwd=tmp_path)
     assert done.returncode == 0 and "-v, --verbose" in done.stdout, done.stdout
+
+
+def test_transformers_bars_go_and_download_bars_stay(monkeypatch):
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    from align import console
+
+    monkeypatch.setattr(console, "VERBOSE", False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    hf_logging.enable_progress_bar()
+    console.quiet_transformers()
+    assert not hf_logging.is_progress_bar_enabled()  # "Loading weights", "Writing model shards"
+    assert not hub.are_progress_bars_disabled()  # a Hub download still shows its bar
