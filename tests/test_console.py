@@ -104,11 +104,13 @@ def test_tiny_run_on_a_terminal_shows_steps_bars_and_final_block(tmp_path, tiny_
     assert re.search(r"^finished in \d+ s$", out, re.M), out
     assert f"report: {html}" in out and html.as_uri() in out and html.as_uri().startswith("file:///")
     assert re.search(r"gate rm: rm_accuracy >= 0 {2}passed \(rm_accuracy = [\d.]+\)", out), out
-    # rerun: every stage reused, said in plain words with a local time, not an ISO stamp
-    rerun = align_cli("run", str(recipe), cwd=tmp_path, timeout=120)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    # rerun with a stricter gate: the stages are reused, said in plain words with a local time (not an ISO
+    # stamp); the gate fails, and the final block still says where the report is and which gate failed
+    rerun = align_cli("run", str(recipe), 'stages.rm.gate=["rm_accuracy >= 1.01"]', cwd=tmp_path, timeout=120)
+    assert rerun.returncode == 2 and "error: stage rm failed its gate" in rerun.stderr, rerun.stderr[-2000:]
     assert re.search(r"^sft: reuse \(unchanged since \d\d:\d\d\)$", rerun.stderr, re.M), rerun.stderr
-    assert "T" not in re.search(r"since (.*)\)", rerun.stderr).group(1)
+    assert re.search(r"^gate rm: rm_accuracy >= 1.01  FAILED \(rm_accuracy = [\d.]+\)$", rerun.stdout, re.M)
+    assert html.as_uri() in rerun.stdout
 
 
 def test_piped_run_is_quiet_and_verbose_brings_the_libraries_back(tmp_path, tiny_model_dir):
