@@ -113,6 +113,13 @@ def progress(done: int, total: int, what: str) -> None:
         close_bar()
 
 
+def hold(bar: Any) -> None:
+    """Make `bar` (a tqdm a caller drew, e.g. the training bar) the one on screen: the step it runs in closes it."""
+    global _bar
+    close_bar()
+    _bar = bar
+
+
 def close_bar() -> None:
     global _bar
     if _bar is not None:

@@ -115,9 +115,6 @@ def test_tiny_run_on_a_terminal_shows_steps_bars_and_final_block(tmp_path, tiny_
 
 def test_piped_run_is_quiet_and_verbose_brings_the_libraries_back(tmp_path, tiny_model_dir):
     recipe = _recipe(tmp_path, tiny_model_dir, rm=False)
-    dry = align_cli("run", str(recipe), "--dry-run", cwd=tmp_path)
-    plan = [line for line in dry.stdout.splitlines() if not line.startswith("[INFO]")]  # transformers' WANDB_MODE
-    assert dry.returncode == 0 and len(plan) == 1 and re.fullmatch(r"sft: train \(.+\)", plan[0]), dry.stdout
     quiet = align_cli("run", str(recipe), cwd=tmp_path, timeout=120)
     both = quiet.stdout + quiet.stderr
     assert quiet.returncode == 0, both[-3000:]

@@ -208,6 +208,7 @@ class TrainingBar(TrainerCallback):
 
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=f"{self.stage}: training",
                             unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+            console.hold(self.bar)  # closed with its step, also when training stops on an error
             self.start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -238,5 +239,5 @@ class TrainingBar(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
-            self.bar.close()
+            console.close_bar()
             self.bar = None
