@@ -111,7 +111,8 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
         data = spec.data or (defaults or {}).get(hook.data if hook else "")
         ctx = HookContext(row, spec, data, model_spec, run_dir, judges[i] if judges else None, dict(spec.args), seed)
         if hook is None:
-            result = import_user_hook(spec.hook)(models.get(row.artifact, row.head), models.tok, ctx)
+            with console.step(_step_label(row, spec, data, "user hook")):
+                result = import_user_hook(spec.hook)(models.get(row.artifact, row.head), models.tok, ctx)
             if not isinstance(result, dict):
                 raise AlignError(f"hook {spec.hook} returned {type(result).__name__}; a hook returns a dict of "
                                  "metric name -> number")
@@ -122,10 +123,10 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
         if data is None and spec.hook != "win_rate":  # a win rate waits, like for its judge: no number yet
             raise AlignError(f"evals: hook {spec.hook} has no data", hint=f"set its data (a {hook.data} file) or "
                              "the recipe's held-out data of that kind")
-        with console.step(_step_label(row, spec, data, hook)) as note:
+        with console.step(_step_label(row, spec, data, hook.work)) as note:
             metrics, extra = hook.run(models, ctx)
             if not metrics and extra is None:
-                note.append("nothing to measure yet (its judge or rival comes later)")
+                note.append("nothing to measure for this row (yet: a judge or rival may come later)")
         out["metrics"] |= named(metrics, spec)
         out["judges"] |= {m: judge_label(spec, ctx.judge) for m in named(dict.fromkeys(hook.judged), spec)
                           if m in out["metrics"]}
@@ -134,15 +135,15 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
     return out
 
 
-def _step_label(row: Row, spec: EvalSpec, data: str | DataSpec | None, hook: Hook) -> str:
+def _step_label(row: Row, spec: EvalSpec, data: str | DataSpec | None, work: str) -> str:
     """'baseline: compliance on compliance.csv, at most 36 (generation)': the line the console shows."""
     if isinstance(data, DataSpec):
-        where = f"held-out {Path(data.eval).name}" if data.eval else \
-            f"held-out {data.eval_fraction:.0%} of {Path(data.train).name}"
+        where = f" on held-out {Path(data.eval).name}" if data.eval else \
+            f" on held-out {data.eval_fraction:.0%} of {Path(data.train).name}"
     else:
-        where = Path(data).name if data else "no data"
+        where = f" on {Path(data).name}" if data else ""
     most = f", at most {spec.max_examples}" if spec.max_examples else ""
-    return f"{row.name}: {spec.hook}{'_' + spec.name if spec.name else ''} on {where}{most} ({hook.work})"
+    return f"{row.name}: {spec.hook}{'_' + spec.name if spec.name else ''}{where}{most} ({work})"
 
 
 def named(metrics: dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
