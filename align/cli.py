@@ -11,6 +11,9 @@
     align generate runs/quickstart/dpo --prompts prompts.jsonl --out answers.jsonl
     align export runs/quickstart/dpo --out exported/dpo --merge [--push-to-hub REPO_ID]   (align/export.py)
 
+The commands that load models (run, eval, chat, generate, export) take `--verbose` / `-v`: the libraries'
+own progress bars, warnings and the Trainer's metric dicts, off by default (`align.console`).
+
 User errors (`AlignError`: bad recipes, data, paths, arguments) print as one short message with its hint
 and exit 2. Anything else is a bug in align: one line saying so, exit 1, and `--debug` shows the traceback
 to report. Ctrl-C exits 130.
@@ -22,6 +25,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _setup_logging(args.debug)
+    _setup_logging(args.debug, args.debug or getattr(args, "verbose", False))
     try:
         return args.func(args)
     except AlignError as e:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align", description="Staged RLHF recipes: SFT -> RM -> PPO/DPO.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs (implies --verbose)")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a recipe's stages (finished, unchanged stages are reused)")
@@ -119,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
 
     chat.register(sub)  # chat, generate
     export.register(sub)
+    for name in ("run", "eval", "chat", "generate", "export"):  # the commands that load models
+        sub.choices[name].add_argument("-v", "--verbose", action="store_true",
+                                       help="show the libraries' own output: their progress bars (weights, "
+                                            "datasets), the Trainer's metric dicts, warnings")
     return parser
 
 
@@ -126,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     from align import launch
     from align.recipe import load_recipe
 
+    start = time.perf_counter()  # the wall time the final block reports: imports and loading count too
     recipe = load_recipe(args.recipe, args.overrides)
     check_cache_folder()
     unknown = set(args.force) - {s.name for s in recipe.stages}
@@ -133,13 +142,23 @@ def _run(args: argparse.Namespace) -> int:
         raise AlignError(f"--force names no stage of this recipe: {', '.join(sorted(unknown))}")
     if processes := launch.wanted(args, recipe):  # N processes each rerun this command (align/launch.py)
         return launch.relaunch(args.argv, *processes)
+    from align.console import final_block, plan_line
+    from align.distributed import is_main
+    from align.evaluation.gates import GateFailed
     from align.pipeline import plan, run_pipeline  # not before: a launcher process never trains (imports cost ~5 s)
 
     if args.dry_run:
         for step in plan(recipe, tuple(args.force), args.start, args.only):
-            print(f"{step.stage.name:<12} {step.action:<7} {step.reason}")
+            print(plan_line(step.stage.name, step.action, step.reason))
         return 0
-    run_pipeline(recipe, tuple(args.force), args.start, args.only)
+    try:
+        run_pipeline(recipe, tuple(args.force), args.start, args.only)
+    except GateFailed:  # the report was written: say where, and which gate failed, before the error
+        if is_main():
+            print(final_block(recipe.run_dir, time.perf_counter() - start), flush=True)
+        raise
+    if is_main():
+        print(final_block(recipe.run_dir, time.perf_counter() - start))
     return 0
 
 
@@ -268,15 +287,15 @@ def _data_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setup_logging(debug: bool) -> None:
+def _setup_logging(debug: bool, verbose: bool) -> None:
+    from align.console import quiet_libraries
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for handler in logging.getLogger().handlers:  # per-step metrics: the Trainer's progress bar shows them
+    for handler in logging.getLogger().handlers:  # per-step metrics: the training bar shows them
         handler.addFilter(lambda record: record.name != "align.metrics")
-    if not debug:
-        # library chatter hides align's own messages; --debug brings it back
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        os.environ.setdefault("WANDB_SILENT", "true")
+    quiet_libraries(verbose)
+    if not verbose:
+        # library chatter hides align's own messages; --verbose (and --debug) bring it back
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         for name in ("transformers", "datasets", "peft", "trl", "httpx", "wandb"):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from align.benchmarks import benchmark_rows, is_benchmark
+from align.console import progress
 from align.data import parse_prompt, read_records
 from align.errors import AlignError
 from align.metrics import wilson
@@ -232,6 +233,7 @@ def judge_refusals(model: Any, tok: Any, prompts: Sequence[str], responses: Sequ
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, -1].float()
                 logp = torch.log_softmax(logits, -1)
                 verdicts += (logp[:, yes].logsumexp(-1) > logp[:, no].logsumexp(-1)).tolist()
+                progress(len(verdicts), len(rows), "answers judged")
     finally:
         model.train(was_training)
     return verdicts

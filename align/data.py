@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from align.console import progress, step
 from align.errors import AlignError
 from align.schema import DataSpec, MixSpec
 
@@ -361,18 +362,20 @@ def render_chats(tok: Any, conversations: Sequence[list[dict]], add_generation_p
         texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt)
                  for m in conversations[start:start + batch_size]]
         out += [list(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        progress(len(out), len(conversations), "tokenized")
     return out
 
 
 # ---- tokenization cache ---------------------------------------------------------------------------
 
-def cached_tokens(kind: str, key: Any, tok: Any, build: Callable[[], tuple[Any, dict]]) -> tuple[Any, dict]:
+def cached_tokens(kind: str, key: Any, tok: Any, build: Callable[[], tuple[Any, dict]],
+                  what: str = "") -> tuple[Any, dict]:
     """`build()`'s tokenized `datasets.Dataset` and counts, kept on disk under a hash of `key` (the records
     and lengths), the tokenizer (vocabulary, special tokens, chat template) and the align, TRL and
     transformers versions. A stage that reruns on the same data with other training settings then skips
     tokenizing (minutes for 100k pairs: bench/README.md). The cache is `$ALIGN_CACHE/tokenized` (default
     ~/.cache/align/tokenized; delete it at will), each entry written once by `models.cached_folder`, so a
-    crash never leaves one that looks complete."""
+    crash never leaves one that looks complete. `what` names the data on the console."""
     import datasets
     import transformers
     import trl
@@ -386,7 +389,8 @@ def cached_tokens(kind: str, key: Any, tok: Any, build: Callable[[], tuple[Any, 
                        __version__, trl.__version__, transformers.__version__], default=repr)
 
     def write(folder: Path) -> None:
-        data, counts = build()
+        with step(f"{kind}: tokenizing {what or 'its data'} (cached for the next run)"):
+            data, counts = build()
         data.save_to_disk(str(folder / "data"))
         (folder / "counts.json").write_text(json.dumps(counts))
 

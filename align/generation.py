@@ -21,6 +21,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from trl.trainer.utils import pad
 
+from align.console import progress
 from align.data import render_chats
 
 
@@ -108,10 +109,11 @@ def generate(model: Any, tok: Any, prompts: Sequence[list[int]], max_new_tokens:
                        max_new_tokens, temperature, top_p, streamer)
     out: list[Completion | None] = [None] * len(prompts)
     with eval_mode(model):
-        for row in decoder.run(rows, batch_size):
+        for done, row in enumerate(decoder.run(rows, batch_size), 1):
             finished = bool(row.ids) and row.ids[-1] in decoder.stop_set
             out[row.index] = Completion(row.prompt, row.ids, tok.decode(row.ids, skip_special_tokens=True), finished,
                                         row.logprobs)
+            progress(done, len(rows), "prompts generated")
     if streamer is not None:
         streamer.end()
     return out  # type: ignore[return-value]
@@ -365,6 +367,7 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
                 target = ids[b, ids.shape[1] - width:ids.shape[1] - width + n]
                 lp = torch.log_softmax(logits[b, :n].float() / temperature, -1)
                 out[i] = lp.gather(-1, target[:, None]).squeeze(-1).cpu()
+            progress(start + len(idx), len(order), "sequences scored")
     return out  # type: ignore[return-value]
 
 
@@ -391,6 +394,7 @@ def score(model: Any, rows: Sequence[list[int]], pad_token_id: int, batch_size: 
             rewards = model(input_ids=batch, attention_mask=mask, use_cache=False).logits.squeeze(-1).float()
             for i, r in zip(idx, rewards.tolist()):
                 out[i] = r
+            progress(start + len(idx), len(order), "sequences scored")
     return out
 
 

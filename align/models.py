@@ -30,7 +30,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from align import distributed
+from align import console, distributed
 from align.distributed import is_main
 from align.errors import AlignError
 from align.schema import ModelSpec
@@ -167,6 +167,7 @@ def load_model(spec: ModelSpec, head: Head = "causal_lm", init: str | Path | Non
     With `trainable` and adapter lora/qlora, returns a PEFT model whose only trainable weights are the
     new adapter (and the reward/value head); with adapter full, every weight trains.
     """
+    console.quiet_transformers()  # no "Loading weights" bar per model (with --verbose it stays)
     if spec.adapter == "qlora" and distributed.device().type != "cuda":
         raise AlignError("adapter: qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is visible",
                          hint="use model.adapter: lora on this machine")
@@ -251,6 +252,7 @@ def save_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, out: Path, 
     if not is_main():  # data-parallel ranks hold the same weights: rank 0 writes them (`align.distributed`)
         return
     is_peft = hasattr(model, "peft_config")
+    console.quiet_transformers()
     model.save_pretrained(out / ("adapter" if is_peft else "model"), safe_serialization=True, state_dict=state_dict)
     tok.save_pretrained(out / "tokenizer")
     meta = {"base": spec.name, "head": head, "weights": "adapter" if is_peft else "full",

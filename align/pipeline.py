@@ -26,6 +26,7 @@ import yaml
 from transformers import set_seed
 
 from align import checkpoints
+from align.console import plan_line
 from align.distributed import Nothing, barrier, failure, is_main, on_main, rank_logging
 from align.errors import AlignError
 from align.evaluation.gates import GateFailed
@@ -192,13 +193,13 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
         if step.action == "skip":
             continue
         if step.action == "reuse":
-            log.info("%s: reused (%s)", name, step.reason)
+            log.info("%s", plan_line(name, step.action, step.reason))
             _drop_stale_work(step.folder, step.fingerprint)
             results[name] = step.metrics or {}
             manifest.update(name, status="finished", reused_at=_now())
             _evaluate(evals, step, results[name], manifest, tracker)
             continue
-        log.info("%s: running (%s)", name, step.reason)
+        log.info("%s", plan_line(name, step.action, step.reason))
         manifest.update(name, status="running", started_at=_now(), inputs=step.inputs, fingerprint=step.fingerprint,
                         config=dataclasses.asdict(step.stage))
         try:  # the stage's tracker run stays open for its evaluation row and gate results
@@ -299,7 +300,7 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
 
     if evals.write() is None and not any(finished(run_dir / s.name) for s in evals.recipe.stages):
         return
-    md, html = write_report(run_dir)
+    _, html = write_report(run_dir)
     rows = summary_rows(run_dir)
     if rows:
         tracker.start("report")
@@ -309,7 +310,6 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
         tracker.summary({f"{row['row']}/{k}": v for row in rows for k, v in row.items() if k != "row"})
         tracker.html("report", html.read_text())
         tracker.finish()
-    log.info("report: %s (and %s)", html, md.name)
 
 
 def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def test_manifest_records_every_stage(two_stage, tmp_path, capsys):
     assert re.search(r"sft2\s+finished", out)
     assert main(["run", str(two_stage), "--dry-run", "stages.sft2.max_steps=3"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"sft\s+reuse\s+unchanged since", out) and re.search(r"sft2\s+run\s+changed: config", out)
+    assert re.search(r"^sft: reuse \(unchanged since \d\d:\d\d\)$", out, re.M)  # plain words, local time
+    assert re.search(r"^sft2: train \(changed: config", out, re.M)
 
 
 KILLER = """

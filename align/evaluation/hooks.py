@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from align import console
 from align.errors import AlignError
 from align.schema import DataSpec, EvalSpec, ModelSpec
 
@@ -66,6 +67,7 @@ class Hook:
     metrics: tuple[str, ...]  # the metrics it may add to a row: what a stage's `gate:` may name (`align.recipe`)
     judged: tuple[str, ...] = ()  # those of its metrics that a judge decides (the report names the judge)
     extra: str | None = None  # the key its second result goes to in the row (a table for the report)
+    work: str = "scoring"  # what takes its time, for the console: scoring, or generation (then judging)
 
 
 # ---- running the hooks on one row ----------------------------------------------------------------
@@ -127,7 +129,8 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
         data = spec.data or (defaults or {}).get(hook.data if hook else "")
         ctx = HookContext(row, spec, data, model_spec, run_dir, judges[i] if judges else None, dict(spec.args), seed)
         if hook is None:
-            result = import_user_hook(spec.hook)(models.get(row.artifact, row.head), models.tok, ctx)
+            with console.step(_step_label(row, spec, data, "user hook")):
+                result = import_user_hook(spec.hook)(models.get(row.artifact, row.head), models.tok, ctx)
             if not isinstance(result, dict):
                 raise AlignError(f"hook {spec.hook} returned {type(result).__name__}; a hook returns a dict of "
                                  "metric name -> number")
@@ -138,13 +141,27 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
         if data is None and spec.hook != "win_rate":  # a win rate waits, like for its judge: no number yet
             raise AlignError(f"evals: hook {spec.hook} has no data", hint=f"set its data (a {hook.data} file) or "
                              "the recipe's held-out data of that kind")
-        metrics, extra = hook.run(models, ctx)
+        with console.step(_step_label(row, spec, data, hook.work)) as note:
+            metrics, extra = hook.run(models, ctx)
+            if not metrics and extra is None:
+                note.append("nothing to measure for this row (yet: a judge or rival may come later)")
         out["metrics"] |= named(metrics, spec)
         out["judges"] |= {m: judge_label(spec, ctx.judge) for m in named(dict.fromkeys(hook.judged), spec)
                           if m in out["metrics"]}
         if extra is not None:
             out[hook.extra] = extra
     return out
+
+
+def _step_label(row: Row, spec: EvalSpec, data: str | DataSpec | None, work: str) -> str:
+    """'baseline: compliance on compliance.csv, at most 36 (generation)': the line the console shows."""
+    if isinstance(data, DataSpec):
+        where = f" on held-out {Path(data.eval).name}" if data.eval else \
+            f" on held-out {data.eval_fraction:.0%} of {Path(data.train).name}"
+    else:
+        where = f" on {Path(data).name}" if data else ""
+    most = f", at most {spec.max_examples}" if spec.max_examples else ""
+    return f"{row.name}: {spec.hook}{'_' + spec.name if spec.name else ''}{where}{most} ({work})"
 
 
 def named(metrics: dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
@@ -349,13 +366,13 @@ HOOKS: dict[str, Hook] = {
     "perplexity": Hook(_perplexity, "text", "causal_lm", ("perplexity",)),  # + perplexity_increase (table.py)
     "compliance": Hook(_compliance, "compliance", "causal_lm",  # each rate with its 95% interval and n
                        tuple(f"{rate}{part}" for rate in ("refusal_rate", "over_refusal", "ordinary_refusal")
-                             for part in ("", ".lower", ".upper", ".n")), extra="compliance"),
+                             for part in ("", ".lower", ".upper", ".n")), extra="compliance", work="generation"),
     "win_rate": Hook(_win_rate, "prompts", "causal_lm", ("win_rate", "reward", "reward_against", "response_length",
                                                          "response_length_against", "eos_rate"),
-                     judged=("win_rate", "reward", "reward_against")),
+                     judged=("win_rate", "reward", "reward_against"), work="generation, judged"),
     "llm_judge": Hook(_llm_judge, "prompts", "causal_lm", ("llm_win_rate", "llm_ties", "llm_first_position"),
-                      judged=("llm_win_rate",)),
-    "kl": Hook(_kl, "prompts", "causal_lm", ("kl",)),
-    "samples": Hook(_samples, "prompts", "causal_lm", (), extra="samples"),
+                      judged=("llm_win_rate",), work="generation, judged"),
+    "kl": Hook(_kl, "prompts", "causal_lm", ("kl",), work="generation"),
+    "samples": Hook(_samples, "prompts", "causal_lm", (), extra="samples", work="generation"),
 }
 """Every built-in hook; `align.recipe` validates recipes (hook names, gates) against it, the docs list the same."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from align import console
 from align.checkpoints import StageProgress
 from align.distributed import device, failure_callbacks, world_size
 from align.errors import AlignError
@@ -40,13 +42,16 @@ class StageContext:
         self.progress = StageProgress.resuming(self.resume)
 
     def callbacks(self) -> list[TrainerCallback]:
-        return [self.tracker.callback(), NanGuard(self.stage.name), self.progress, *failure_callbacks()]
+        return [self.tracker.callback(), NanGuard(self.stage.name), self.progress, TrainingBar(self.stage.name),
+                *failure_callbacks()]
 
     def train(self, trainer: Any, metrics: dict[str, Any], tokens: Any = None) -> dict[str, Any]:
         """Train `trainer` (resuming the checkpoint if any) and add the stage's train loss, seconds and tokens,
         over every part of a resumed stage. `tokens()`: this attempt's count (default: TRL's num_tokens)."""
+        console.quiet_trainer(trainer)
         start = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=self.resume)
+        with console.step(f"{self.stage.name}: training"):
+            result = trainer.train(resume_from_checkpoint=self.resume)
         count = tokens() if tokens else (self.progress.tokens or None)
         metrics |= self.progress.whole(trainer.state.global_step, result.training_loss, time.perf_counter() - start,
                                        count)
@@ -119,7 +124,7 @@ def trainer_args(cls: type, ctx: StageContext, **extra: Any) -> Any:
         bf16=not cpu and default_dtype(ctx.recipe.model) == torch.bfloat16,  # the loader's dtype decision
         gradient_checkpointing=False,
         use_cpu=cpu,
-    )
+    ) | console.trainer_settings()
     return cls(**(settings | extra))
 
 
@@ -127,11 +132,14 @@ def train_and_evaluate(trainer: Any, ctx: StageContext, metrics: dict[str, Any])
     """Train a TRL/transformers trainer and add to `metrics` what the stage reports: held-out loss before
     (with `eval_before`) and after when the trainer has an eval set, train loss (mean, first and last
     logged), seconds, and the tokens trained on (TRL's count of non-padding tokens) per second."""
+    console.quiet_trainer(trainer)
     if trainer.eval_dataset is not None and ctx.stage.eval_before:
-        metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
+        with console.step(f"{ctx.stage.name}: held-out loss before training, {len(trainer.eval_dataset)} examples"):
+            metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
     ctx.train(trainer, metrics)
     if trainer.eval_dataset is not None:
-        metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
+        with console.step(f"{ctx.stage.name}: held-out loss after training, {len(trainer.eval_dataset)} examples"):
+            metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
     return metrics
 
 
@@ -184,3 +192,52 @@ class NanGuard(TrainerCallback):
                 raise AlignError(f"stage {self.stage}: training {key} became {value} at step {state.global_step}",
                                  hint="lower learning_rate, check the data for empty or broken examples, "
                                       "or train in float32; earlier stages are kept")
+
+
+class TrainingBar(TrainerCallback):
+    """The console's bar for a Trainer's training: steps, ETA, the last logged loss and tokens per second (TRL's
+    `num_tokens` count). Held-out evaluation shows as its batches. On the main process, on a terminal, not verbose
+    (the Trainer's own bar is back then)."""
+
+    def __init__(self, stage: str):
+        self.stage, self.bar, self.start, self.tokens, self.batches = stage, None, 0.0, None, 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and console.bars_on() and not console.VERBOSE:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=f"{self.stage}: training",
+                            unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+            console.hold(self.bar)  # closed with its step, also when training stops on an error
+            self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if self.bar is None or "loss" not in logs:
+            return
+        shown = {"loss": f"{logs['loss']:.4g}"}
+        count = logs.get("num_tokens")
+        if isinstance(count, (int, float)):
+            if self.tokens is None:  # from the start; a resumed run counts from its first log
+                self.tokens = (0, self.start) if self.bar.initial == 0 else (count, time.perf_counter())
+            seconds = time.perf_counter() - self.tokens[1]
+            if seconds > 0 and count > self.tokens[0]:
+                shown["tokens/s"] = f"{(count - self.tokens[0]) / seconds:.0f}"
+        self.bar.set_postfix(shown, refresh=False)
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if state.is_world_process_zero and eval_dataloader is not None and not console.VERBOSE:
+            self.batches += 1
+            console.progress(self.batches, len(eval_dataloader), "batches")
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.batches = 0
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            console.close_bar()
+            self.bar = None

@@ -24,6 +24,7 @@ from typing import Any
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
+from align import console
 from align.data import cached_tokens, load_split, mix_in
 from align.distributed import gathered_state_dict
 from align.errors import AlignError
@@ -60,7 +61,8 @@ def run(ctx: StageContext) -> dict:
                                "eval_prompts": len(evals), "eval_pairs": len(eval_ds)}
     ctx.train(trainer, metrics)  # tokens: TRL's count of chosen + rejected, without padding
     if len(eval_ds):
-        scores = trainer.evaluate()
+        with console.step(f"{ctx.stage.name}: held-out reward accuracy, {len(eval_ds)} pairs"):
+            scores = trainer.evaluate()
         metrics |= {"eval_loss": scores["eval_loss"], "reward_accuracy_after": scores["eval_rewards/accuracies"],
                     "reward_margin_after": scores["eval_rewards/margins"]}
     save_model(trainer.model, tok, ctx.out, spec, "causal_lm", ctx.init, gathered_state_dict(trainer))
@@ -75,7 +77,7 @@ class CachedDPOTrainer(DPOTrainer):
             return DPOTrainer._prepare_dataset(self, dataset, processing_class, args, dataset_name), {}
 
         key = [dataset.to_list(), args.max_length, args.truncation_mode]
-        return cached_tokens("dpo", key, processing_class, build)[0]
+        return cached_tokens("dpo", key, processing_class, build, f"the {dataset_name} set, {len(dataset)} pairs")[0]
 
 
 def preference_pairs(rankings: list[Ranking], mode: str) -> Dataset:

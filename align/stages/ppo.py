@@ -58,7 +58,7 @@ from typing import Any
 import torch
 from transformers import get_scheduler
 
-from align import distributed, rl
+from align import console, distributed, rl
 from align.data import load_split, parse_prompt
 from align.errors import AlignError
 from align.generation import Completion, adapters_disabled, generate, prompt_ids
@@ -93,8 +93,9 @@ def run(ctx: StageContext) -> dict:
     if ctx.resume:
         trainer.load(Path(ctx.resume))
     metrics: dict[str, Any] = {"train_prompts": len(train)}
-    metrics |= trainer.train([r["prompt"] for r in train], rm_reward(rm, tok, stage.max_length,
-                                                                     stage.eval_batch_size), ctx.out / "checkpoints")
+    with console.step(f"{stage.name}: training, {trainer.steps - trainer.step} PPO steps"):
+        reward = rm_reward(rm, tok, stage.max_length, stage.eval_batch_size)
+        metrics |= trainer.train([r["prompt"] for r in train], reward, ctx.out / "checkpoints")
     weights = trainer.policy_state_dict()
     save_model(trainer.policy, tok, ctx.out, spec, "causal_lm", ctx.init, weights)
     return metrics

@@ -85,7 +85,7 @@ def tokenized(rankings: list[Ranking], tok: Any, max_length: int) -> tuple[Datas
 
     if not rankings:
         return Dataset.from_list([]), 0
-    data, counts = cached_tokens("rm", [rankings, max_length], tok, build)
+    data, counts = cached_tokens("rm", [rankings, max_length], tok, build, f"{len(rankings)} rankings")
     return data, counts["truncated"]
 
 
