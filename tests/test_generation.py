@@ -9,7 +9,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import TopPLogitsWarper
 
-from align.generation import _nucleus, completion_logprobs, generate, prompt_ids, sampling_only, stop_token_ids
+from align.decoding import nucleus
+from align.generation import completion_logprobs, generate, prompt_ids, sampling_only, stop_token_ids
 from align.models import load_model, load_tokenizer
 from align.schema import ModelSpec
 from tests.conftest import CORPUS
@@ -150,7 +151,7 @@ def test_nucleus_matches_transformers_top_p():
     logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(0)) * 3
     for top_p in (0.1, 0.5, 0.9, 0.99):
         expected = TopPLogitsWarper(top_p)(None, logits.clone())
-        assert torch.equal(_nucleus(logits, top_p).isinf(), expected.isinf())
+        assert torch.equal(nucleus(logits, top_p).isinf(), expected.isinf())
 
 
 def test_seeded_sampling_repeats_and_leaves_the_global_random_state_alone(tiny_model_dir):
