@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -40,23 +41,32 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.fixture
-def sft_rm(tmp_path, tiny_model_dir):
-    """A finished sft -> rm run (rm checkpoints every 2 steps), and a way to run `align` killed mid-stage."""
-    sft = write_jsonl(tmp_path / "sft.jsonl", [chat("what is two plus two", "four is the answer")] * 8)
-    ranks = write_jsonl(tmp_path / "ranks.jsonl", marker_rankings(12, 1))
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"""name: t
+@pytest.fixture(scope="module")
+def finished_sft_rm(tmp_path_factory, tiny_model_dir):
+    """A finished sft -> rm run (rm checkpoints every 2 steps), made once; each test copies it."""
+    root = tmp_path_factory.mktemp("sft-rm")
+    sft = write_jsonl(root / "sft.jsonl", [chat("what is two plus two", "four is the answer")] * 8)
+    ranks = write_jsonl(root / "ranks.jsonl", marker_rankings(12, 1))
+    (root / "r.yaml").write_text(f"""name: t
 model: {{name: {tiny_model_dir}, lora: {{r: 4, alpha: 8}}}}
 data: {{sft: {{train: {sft}}}, rankings: {{train: {ranks}}}}}
 tracking: none
-output_dir: {tmp_path / "run"}
+output_dir: {root / "run"}
 stages:
   - {{name: sft, kind: sft, max_steps: 2, batch_size: 4, max_length: 64}}
   - {{name: rm, kind: rm, init: sft, max_steps: 6, save_steps: 2, batch_size: 4, max_length: 64,
      eval_before: false}}
 """)
-    run_pipeline(load_recipe(recipe))
+    run_pipeline(load_recipe(root / "r.yaml"))
+    return root
+
+
+@pytest.fixture
+def sft_rm(tmp_path, finished_sft_rm):
+    """A copy of the finished run, and `align` run in a subprocess that a signal stops mid-stage."""
+    shutil.copytree(finished_sft_rm, tmp_path, dirs_exist_ok=True)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe.read_text().replace(str(finished_sft_rm), str(tmp_path)))
     script = tmp_path / "signaller.py"
     script.write_text(textwrap.dedent(SIGNALLER))
 
