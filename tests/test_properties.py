@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from align import schema
@@ -189,6 +189,8 @@ SETTINGS = dict(deadline=None, database=None, derandomize=True,
 
 @settings(max_examples=300, **SETTINGS)
 @given(mutations())
+@example([(("stages", "sft", "name"), "..")])  # always: a traversal name must never be accepted
+@example([(("stages", "rm", "name"), "../victim"), (("name",), "../../x")])
 def test_generated_recipes_are_accepted_in_range_or_refused_by_key(changes):
     with tempfile.TemporaryDirectory() as tmp:
         _write_folder(Path(tmp))
