@@ -93,15 +93,18 @@ def chat_files(draw) -> bytes | None:
     return raw + draw(st.sampled_from([b"", b"\xff\xfe\n", b"\xef\xbb\xbf"]))
 
 
-@pytest.fixture(scope="module")
-def filled(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path]:
-    """The run folder of one good run of the base recipe (copied into each example's sandbox), and the model."""
-    root = tmp_path_factory.mktemp("filled")
+def fill(root: Path, model: Path) -> Path:
+    """The run folder of one good run of the base recipe under `root` (copied into each example's sandbox)."""
     (root / "recipe").mkdir()
     (root / "recipe" / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GOOD_CHAT * 4))
-    (root / "recipe" / "r.yaml").write_text(yaml.safe_dump(base(root, tiny_model_dir), sort_keys=False))
+    (root / "recipe" / "r.yaml").write_text(yaml.safe_dump(base(root, model), sort_keys=False))
     run_pipeline(load_recipe(root / "recipe" / "r.yaml"))
-    return root / "runs" / "run", tiny_model_dir
+    return root / "runs" / "run"
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path]:
+    return fill(tmp_path_factory.mktemp("filled"), tiny_model_dir), tiny_model_dir
 
 
 def _sandbox(folder: Path, run: Path, model: Path, changes: list, data: bytes | None) -> Path:
