@@ -38,6 +38,7 @@ from align.runs import (
     RunLock,
     fingerprint,
     finished,
+    finished_metrics,
     inside,
     read_manifest,
     run_folder,
@@ -140,7 +141,7 @@ def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, ste
     if stale:
         return step("run", stale, forced=True)
     if done and done.get("fingerprint") == fp:
-        metrics = _finished_metrics(folder, fp, recorded)
+        metrics = finished_metrics(folder, fp, recorded)
         if metrics is None:
             return step("run", f"{folder.name}/metrics.json is missing or unreadable, and the manifest has none")
         return step("reuse", done_by or f"unchanged since {done['finished_at']}", metrics=metrics)
@@ -149,20 +150,6 @@ def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, ste
     if partial:
         return step("resume", f"from {partial.checkpoint.name}", checkpoint=partial.checkpoint, forced=partial.forced)
     return step("run", f"{old_partial}: its checkpoints are of the old one" if old_partial else "not run yet")
-
-
-def _finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished stage's metrics.json; lost or broken, the copy the manifest recorded with the same inputs."""
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-        if isinstance(metrics, dict):
-            return metrics
-    except (OSError, ValueError, RecursionError):
-        pass
-    if recorded.get("fingerprint") == fp and isinstance(recorded.get("metrics"), dict):
-        log.warning("%s/metrics.json is missing or unreadable: using the metrics manifest.json recorded", folder)
-        return recorded["metrics"]
-    return None
 
 
 def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,

@@ -179,6 +179,20 @@ def finished(artifact: Path) -> dict[str, Any] | None:
     return info if info.get("status") == "finished" else None
 
 
+def finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished stage's metrics.json; lost or broken, the copy the manifest recorded with the same inputs."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if isinstance(metrics, dict):
+            return metrics
+    except (OSError, ValueError, RecursionError):
+        pass
+    if recorded.get("fingerprint") == fp and isinstance(recorded.get("metrics"), dict):
+        log.warning("%s/metrics.json is missing or unreadable: using the metrics manifest.json recorded", folder)
+        return recorded["metrics"]
+    return None
+
+
 def stage_inputs(recipe: Recipe, stage: StageBase, upstream: str | None,
                  reward: str | None = None) -> dict[str, Any]:
     """Hashes of everything a stage's result depends on: its config, the model, data contents, upstream

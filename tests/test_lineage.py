@@ -19,31 +19,14 @@ from align.pipeline import plan, run_pipeline
 from align.recipe import load_recipe
 from tests.conftest import chat, write_jsonl
 from tests.stages.test_rm import marker_rankings
+from tests.test_pipeline import SIGNALLER
 from tests.test_run_folder_safety import snapshot
-
-SIGNALLER = """
-import os, signal, sys
-from transformers import TrainerCallback
-from align.cli import main
-from align.stages import common
-
-class Signal(TrainerCallback):  # the process gets the signal at this step of this stage, as from an outside kill
-    def __init__(self, stage):
-        self.stage = stage
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.stage == os.environ.get("SIGNAL_STAGE") and state.global_step == int(os.environ["SIGNAL_AT"]):
-            os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
-
-callbacks = common.StageContext.callbacks
-common.StageContext.callbacks = lambda self: callbacks(self) + [Signal(self.stage.name)]
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.fixture(scope="module")
 def finished_sft_rm(tmp_path_factory, tiny_model_dir):
-    """A finished sft -> rm run (rm checkpoints every 2 steps), made once; each test copies it."""
+    """A finished sft -> rm run (sft: 1 step, so a signal at a later step stops rm; rm checkpoints every 3 steps),
+    made once; each test copies it."""
     root = tmp_path_factory.mktemp("sft-rm")
     sft = write_jsonl(root / "sft.jsonl", [chat("what is two plus two", "four is the answer")] * 8)
     ranks = write_jsonl(root / "ranks.jsonl", marker_rankings(12, 1))
@@ -53,8 +36,8 @@ data: {{sft: {{train: {sft}}}, rankings: {{train: {ranks}}}}}
 tracking: none
 output_dir: {root / "run"}
 stages:
-  - {{name: sft, kind: sft, max_steps: 2, batch_size: 4, max_length: 64}}
-  - {{name: rm, kind: rm, init: sft, max_steps: 6, save_steps: 2, batch_size: 4, max_length: 64,
+  - {{name: sft, kind: sft, max_steps: 1, batch_size: 4, max_length: 64}}
+  - {{name: rm, kind: rm, init: sft, max_steps: 6, save_steps: 3, batch_size: 4, max_length: 64,
      eval_before: false}}
 """)
     run_pipeline(load_recipe(root / "r.yaml"))
@@ -70,8 +53,8 @@ def sft_rm(tmp_path, finished_sft_rm):
     script = tmp_path / "signaller.py"
     script.write_text(textwrap.dedent(SIGNALLER))
 
-    def align(*args: str, signal: str = "SIGKILL", stage: str = "", at: int = 0) -> subprocess.CompletedProcess:
-        env = os.environ | {"SIGNAL": signal, "SIGNAL_STAGE": stage, "SIGNAL_AT": str(at)}
+    def align(*args: str, signal: str = "SIGKILL", at: int = 0) -> subprocess.CompletedProcess:
+        env = os.environ | {"SIGNAL": signal, "SIGNAL_AT": str(at)}
         return subprocess.run([sys.executable, str(script), *args, str(recipe)], capture_output=True, text=True,
                               env=env, timeout=600)
     return recipe, tmp_path / "run", align
@@ -89,7 +72,7 @@ def test_rerunning_a_forced_retrain_killed_in_a_later_stage_resumes_it(sft_rm):
     recipe, run, align = sft_rm
     old_sft = artifact(run / "sft")["artifact_id"]
     assert artifact(run / "rm")["made_from"] == {"init": old_sft, "reward": None}
-    out = align("run", "--force", "sft", stage="rm", at=3)  # kill -9 at rm's step 3, after checkpoint-2
+    out = align("run", "--force", "sft", at=4)  # kill -9 at rm's step 4, after checkpoint-3
     assert out.returncode == -9, out.stderr[-2000:]
     new_sft = artifact(run / "sft")["artifact_id"]
     retrained = snapshot(run / "sft")
@@ -98,7 +81,7 @@ def test_rerunning_a_forced_retrain_killed_in_a_later_stage_resumes_it(sft_rm):
     same = actions(recipe, force=("sft",))
     assert same["sft"][0] == "reuse" and re.fullmatch(
         r"retrained by the interrupted --force run started \d\d:\d\d", same["sft"][1]), same
-    assert same["rm"] == ("resume", "finishing the retrain interrupted at checkpoint-2 (the finished artifact stays "
+    assert same["rm"] == ("resume", "finishing the retrain interrupted at checkpoint-3 (the finished artifact stays "
                                     "until it completes)")
     assert actions(recipe)["rm"][0] == "resume"  # a plain rerun too: the old rm is not reused
 
@@ -107,7 +90,7 @@ def test_rerunning_a_forced_retrain_killed_in_a_later_stage_resumes_it(sft_rm):
     assert snapshot(run / "sft") == retrained  # not retrained once more
     rm = artifact(run / "rm")
     assert rm["made_from"]["init"] == new_sft
-    assert json.loads((run / "rm" / "metrics.json").read_text())["resumed_from_step"] == 2
+    assert json.loads((run / "rm" / "metrics.json").read_text())["resumed_from_step"] == 3
     manifest = json.loads((run / "manifest.json").read_text())
     assert "forced" not in manifest and manifest["stages"]["rm"]["status"] == "finished"
     # the request is done: asked again, --force retrains again
@@ -116,7 +99,7 @@ def test_rerunning_a_forced_retrain_killed_in_a_later_stage_resumes_it(sft_rm):
 
 def test_a_plain_rerun_never_reuses_a_stage_trained_from_a_replaced_artifact(sft_rm):
     recipe, run, align = sft_rm
-    out = align("run", "--force", "sft", signal="SIGTERM", stage="rm", at=1)  # before rm's first checkpoint
+    out = align("run", "--force", "sft", signal="SIGTERM", at=2)  # at rm's step 2, before its first checkpoint
     assert out.returncode == 130 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert not list((run / ".rm.partial").glob("checkpoints/checkpoint-*"))
     new_sft = artifact(run / "sft")["artifact_id"]

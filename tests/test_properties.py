@@ -150,6 +150,11 @@ def _recipe(folder: Path, changes: list) -> tuple[Path, dict]:
 
 
 def _invalid(value, tp: type, rng: tuple | None) -> bool:
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string: align reads it as the number
+        try:
+            value = float(value)
+        except ValueError:
+            return True
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (tp is int and isinstance(value, float)):
         return value is not None  # a wrong type (None: unset, valid for optional fields only; not judged)
     return (rng is not None and out_of_range(value, rng) is not None) or not math.isfinite(value)
