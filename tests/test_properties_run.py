@@ -130,7 +130,8 @@ def _validates(recipe: Path) -> bool:
     return True
 
 
-def check_run(folder: Path, run: Path, model: Path, changes: list, data: bytes | None) -> None:
+def check_run(folder: Path, run: Path, model: Path, changes: list, data: bytes | None) -> int:
+    """The properties for one generated recipe and data file; returns `align run`'s exit code."""
     recipe = _sandbox(folder / "sandbox", run, model, changes, data)
     sandbox, run_dir = folder / "sandbox", folder / "sandbox" / "runs" / "run"
     outside = {k: v for k, v in snapshot(sandbox).items() if not (k + "/").startswith("runs/run/")}
@@ -152,6 +153,7 @@ def check_run(folder: Path, run: Path, model: Path, changes: list, data: bytes |
     if out.returncode == 0:  # accepted: every stage of the recipe finished
         stages = yaml.safe_load(recipe.read_text())["stages"]
         assert all(finished(run_dir / s["name"]) for s in stages), (changes, out.stderr[-2000:])
+    return out.returncode
 
 
 @settings(max_examples=6, **SETTINGS)
