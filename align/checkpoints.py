@@ -2,7 +2,9 @@
 saved with each so the metrics of a resumed stage cover all of its parts.
 
     runs/<recipe>/.<stage>.partial/   fingerprint   the inputs it was started with (`runs.fingerprint`)
-                                      forced        present when `--force`/`--from` started it
+                                      forced        present when `--force`/`--from` started it, or its
+                                                    init/reward stage was retrained (a rerun resumes it)
+                                      made_from.json  the ids of the artifacts it trains from (`lineage`)
                                       checkpoints/checkpoint-N/   the Trainer's, or PPO's state.pt
 
 A checkpoint counts only when complete. The Trainer writes weights, optimizer, scheduler and RNG first and
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
+
+from align.runs import stage_path
 
 log = logging.getLogger("align")
 WEIGHTS = ("*.safetensors", "*.bin", "pytorch_model_fsdp_*", "global_step*")  # plain, FSDP, DeepSpeed layouts
@@ -31,7 +36,13 @@ OPTIMIZER = ("optimizer.pt", "optimizer.bin", "optimizer_*", "*-optimizer.pt", "
 @dataclass
 class Resumable:
     checkpoint: Path
-    forced: bool  # the interrupted attempt was started by --force / --from
+    forced: bool  # the interrupted attempt was started by --force / --from, or because its upstream retrained
+    made_from: dict[str, Any] | None = None  # the artifact ids it trains from (None: not recorded)
+
+    @property
+    def step(self) -> int:
+        """The optimizer step the checkpoint was saved at (`checkpoint-N`: N)."""
+        return int(self.checkpoint.name.split("-")[-1])
 
 
 def resumable(work: Path, fingerprint: str) -> Resumable | None:
@@ -46,16 +57,44 @@ def resumable(work: Path, fingerprint: str) -> Resumable | None:
     for checkpoint in found:
         missing = incomplete(checkpoint)
         if not missing:
-            return Resumable(checkpoint, (work / "forced").exists())
+            return Resumable(checkpoint, (work / "forced").exists(), _read_json(work / "made_from.json"))
         log.warning("%s is incomplete (%s; a crash or a full disk while it was written): skipped", checkpoint, missing)
     return None
 
 
-def start(work: Path, fingerprint: str, forced: bool) -> None:
+def work_folder(folder: Path) -> Path:
+    """`.<stage>.partial`, where the stage in `folder` is written (and checkpointed) until it is complete."""
+    return stage_path(folder.parent, folder.name, ".{}.partial")
+
+
+def drop_stale(folder: Path, fp: str, main: bool) -> None:
+    """Remove a reused stage's work folder left with these inputs and no complete checkpoint (`plan` resumes
+    one that has): nothing in it can be used. One with other inputs is kept, resumable if they come back."""
+    work = work_folder(folder)
+    try:
+        stale = (work / "fingerprint").read_text() == fp
+    except OSError:
+        stale = work.is_dir()  # it died before recording its inputs
+    if main and stale:
+        log.info("%s: removing %s (an interrupted attempt with no complete checkpoint; the finished artifact "
+                 "is used)", folder.name, work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def start(work: Path, fingerprint: str, forced: bool, made_from: dict[str, Any] | None = None) -> None:
     """Record in a new work folder what started it, for a rerun to know whether its checkpoints fit."""
     (work / "fingerprint").write_text(fingerprint)
+    (work / "made_from.json").write_text(json.dumps(made_from or {}))
     if forced:
-        (work / "forced").write_text("started by --force or --from: rerunning that command resumes it\n")
+        (work / "forced").write_text("started by --force or --from, or by a retrained upstream: a rerun resumes it\n")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def incomplete(checkpoint: Path) -> str | None:

@@ -5,7 +5,8 @@
 
 A stage is written into `.<stage>.partial` (with checkpoints) and renamed into place only when
 complete, so a crash never leaves a folder that looks finished; rerun, it resumes from its last
-checkpoint. A finished stage whose inputs (`runs.stage_inputs`) are unchanged is reused.
+checkpoint. A finished stage whose inputs (`runs.stage_inputs`) are unchanged, and whose init and reward
+stages are the very artifacts it was trained from (`lineage`), is reused.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import yaml
 from transformers import set_seed
 
-from align import checkpoints
+from align import checkpoints, lineage
 from align.console import plan_line
 from align.distributed import Nothing, barrier, failure, is_main, on_main, rank_logging
 from align.errors import AlignError
@@ -38,6 +39,7 @@ from align.runs import (
     RunLock,
     fingerprint,
     finished,
+    finished_metrics,
     inside,
     read_manifest,
     run_folder,
@@ -66,7 +68,7 @@ class Step:
     fingerprint: str
     folder: Path  # the stage's artifact folder (checked by `runs.stage_path`)
     checkpoint: Path | None = None  # with action "resume": the checkpoint to continue from
-    forced: bool = False  # started by --force / --from (its work folder says so, for a rerun to resume it)
+    forced: bool = False  # by --force / --from / a retrained upstream (its work folder says so: a rerun resumes it)
     metrics: dict[str, Any] | None = None  # with action "reuse": the finished stage's metrics
 
 
@@ -79,7 +81,7 @@ def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
     for flag, name in (("--from", start), ("--only", only)):
         if name and name not in names:
             raise AlignError(f"{flag} {name}: no such stage; stages: {', '.join(names)}")
-    forced = set(force) | (set(names[names.index(start):]) if start else set())
+    forced = _forced(names, force, start)
     manifest = read_manifest(run_dir / "manifest.json") or {}
     steps: list[Step] = []
     fps: dict[str, str] = {}
@@ -87,8 +89,12 @@ def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
         judge = reward_stage(recipe, stage)
         inputs = stage_inputs(recipe, stage, fps.get(stage.init), fps.get(judge) if judge else None)
         fp = fps[stage.name] = fingerprint(inputs)
-        step = _decide(stage, inputs, fp, folders[stage.name], steps, stage.name in forced, only, judge,
-                       manifest.get("stages", {}).get(stage.name, {}))
+        # forced by a request the interrupted run it came from has already carried out: reused, not redone
+        done_by = lineage.retrained_by_request(manifest.get("forced"), stage.name, folders[stage.name]) \
+            if stage.name in forced else None
+        sources = lineage.made_from(folders.get(stage.init), folders.get(judge) if judge else None)
+        step = _decide(stage, inputs, fp, folders[stage.name], steps, stage.name in forced and not done_by, only,
+                       judge, manifest.get("stages", {}).get(stage.name, {}), sources, done_by)
         upstream = next((s for s in steps if s.stage.name == stage.init), None)
         if step.action != "skip" and upstream and upstream.action == "skip" and not finished(upstream.folder):
             raise AlignError(f"--only {stage.name}: it starts from stage {stage.init}, which has not finished",
@@ -97,59 +103,54 @@ def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
     return steps
 
 
+def _forced(names: list[str], force: tuple[str, ...], start: str | None) -> list[str]:
+    """The stages --force and --from ask to retrain, in recipe order."""
+    return [n for n in names if n in force or (start and names.index(n) >= names.index(start))]
+
+
 def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, steps: list[Step], forced: bool,
-            only: str | None, judge: str | None, recorded: dict[str, Any]) -> Step:
-    """One stage's step. An interrupted forced retrain (its work folder records --force) is resumed both by
-    rerunning the forced command and by a plain rerun: the finished artifact stays until it completes."""
+            only: str | None, judge: str | None, recorded: dict[str, Any], sources: dict[str, str | None],
+            done_by: str | None) -> Step:
+    """One stage's step. A retrain (by --force, --from, or because its init or reward stage retrained) records so
+    in its work folder: interrupted, it is resumed by rerunning the same command or a plain one, and the finished
+    artifact stays until it completes. A finished stage made from an init or reward artifact that has been
+    replaced since (`sources`: their ids now) is stale, and so are checkpoints made from one."""
     def step(action: str, reason: str, **kw: Any) -> Step:
         return Step(stage, action, reason, inputs, fp, folder, **({"forced": forced} | kw))
 
+    upstream = {"init": stage.init, "reward": judge}
     done = finished(folder)
-    partial = checkpoints.resumable(work_folder(folder), fp)
+    partial = checkpoints.resumable(checkpoints.work_folder(folder), fp)
+    old_partial = partial and lineage.changed(partial.made_from, sources, upstream)
+    partial = None if old_partial else partial
     ran = {s.stage.name: s.action in ("run", "resume") for s in steps}
     if only and stage.name != only:
         return step("skip", "--only " + only)
     if forced and partial and partial.forced:
-        return step("resume", f"from {partial.checkpoint.name} of the interrupted forced run",
+        return step("resume", f"from step {partial.step} of the interrupted forced run",
                     checkpoint=partial.checkpoint)
     if forced:
         return step("run", "forced")
     if ran.get(stage.init):
-        return step("run", f"its init stage {stage.init} runs again")
+        return step("run", f"its start model {stage.init} is new", forced=True)
     if judge and ran.get(judge):
-        return step("run", f"its reward model {judge} runs again")
-    if done and done.get("fingerprint") == fp and partial and partial.forced:
-        return step("resume", f"finishing the forced retrain interrupted at {partial.checkpoint.name} (the finished "
+        return step("run", f"its reward model {judge} is new", forced=True)
+    stale = lineage.changed(done.get("made_from"), sources, upstream) if done else None
+    if done and done.get("fingerprint") == fp and partial and (partial.forced or stale):
+        return step("resume", f"from step {partial.step}, finishing the interrupted retrain (the finished "
                     "artifact stays until it completes)", checkpoint=partial.checkpoint, forced=True)
+    if stale:
+        return step("run", stale, forced=True)
     if done and done.get("fingerprint") == fp:
-        metrics = _finished_metrics(folder, fp, recorded)
+        metrics = finished_metrics(folder, fp, recorded)
         if metrics is None:
             return step("run", f"{folder.name}/metrics.json is missing or unreadable, and the manifest has none")
-        return step("reuse", f"unchanged since {done['finished_at']}", metrics=metrics)
+        return step("reuse", done_by or f"unchanged since {done['finished_at']}", metrics=metrics)
     if done:
         return step("run", f"changed: {what_changed(done.get('inputs', {}), inputs)}")
     if partial:
-        return step("resume", f"from {partial.checkpoint.name}", checkpoint=partial.checkpoint, forced=partial.forced)
-    return step("run", "not run yet")
-
-
-def work_folder(folder: Path) -> Path:
-    """`.<stage>.partial`, where the stage in `folder` is written (and checkpointed) until it is complete."""
-    return stage_path(folder.parent, folder.name, ".{}.partial")
-
-
-def _finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished stage's metrics.json; lost or broken, the copy the manifest recorded with the same inputs."""
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-        if isinstance(metrics, dict):
-            return metrics
-    except (OSError, ValueError, RecursionError):
-        pass
-    if recorded.get("fingerprint") == fp and isinstance(recorded.get("metrics"), dict):
-        log.warning("%s/metrics.json is missing or unreadable: using the metrics manifest.json recorded", folder)
-        return recorded["metrics"]
-    return None
+        return step("resume", f"from step {partial.step}", checkpoint=partial.checkpoint, forced=partial.forced)
+    return step("run", f"{old_partial}: its checkpoints are of the old one" if old_partial else "new")
 
 
 def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
@@ -171,6 +172,9 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
             manifest = Manifest(run_dir, recipe) if is_main() else Nothing()
             if is_main():  # the resolved recipe, overrides applied: what `align export` puts in the model card
                 inside(run_dir, "recipe.yaml").write_text(yaml.safe_dump(recipe_dict(recipe), sort_keys=False))
+                if asked := _forced([s.stage.name for s in steps], force, start):  # kept until a run completes
+                    manifest.record("forced", lineage.request(manifest.data.get("forced"), asked,
+                                                              {s.stage.name: s.folder for s in steps}, _now()))
             return _run_steps(recipe, run_dir, steps, manifest)
     except (AlignError, GateFailed, KeyboardInterrupt):
         raise
@@ -194,7 +198,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
             continue
         if step.action == "reuse":
             log.info("%s", plan_line(name, step.action, step.reason))
-            _drop_stale_work(step.folder, step.fingerprint)
+            checkpoints.drop_stale(step.folder, step.fingerprint, is_main())
             results[name] = step.metrics or {}
             manifest.update(name, status="finished", reused_at=_now())
             _evaluate(evals, step, results[name], manifest, tracker)
@@ -211,7 +215,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
                 raise
             except BaseException as e:
                 _record(manifest, name, status="failed", error=failure(e))
-                if mapped := write_error(e, work_folder(step.folder)):
+                if mapped := write_error(e, checkpoints.work_folder(step.folder)):
                     raise mapped from e
                 raise
             info = finished(step.folder)
@@ -219,6 +223,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
             _evaluate(evals, step, results[name], manifest, tracker)
         finally:
             tracker.finish()
+    manifest.record("forced", None)  # every stage done: a --force request from now on retrains again
     if is_main():
         _report(evals, run_dir, tracker)
     return results
@@ -240,20 +245,6 @@ def _terminate_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _drop_stale_work(folder: Path, fp: str) -> None:
-    """Remove a reused stage's work folder left with these inputs and no complete checkpoint (`plan` resumes
-    one that has): nothing in it can be used. One with other inputs is kept, resumable if they come back."""
-    work = work_folder(folder)
-    try:
-        stale = (work / "fingerprint").read_text() == fp
-    except OSError:
-        stale = work.is_dir()  # it died before recording its inputs
-    if is_main() and stale:
-        log.info("%s: removing %s (an interrupted attempt with no complete checkpoint; the finished artifact "
-                 "is used)", folder.name, work)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _record(manifest: Manifest, stage: str, **fields: Any) -> None:
@@ -314,19 +305,21 @@ def _report(evals: RunEvaluations, run_dir: Path, tracker: Tracker) -> None:
 
 def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:
     stage, final = step.stage, step.folder
-    work = work_folder(final)
+    work = checkpoints.work_folder(final)
     resume = step.checkpoint
+    init = stage_path(final.parent, stage.init) if stage.init != "base" else None
+    judge = reward_stage(recipe, stage)
+    sources = lineage.made_from(init, stage_path(final.parent, judge) if judge else None)
     if resume is None and is_main():
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        checkpoints.start(work, step.fingerprint, step.forced)
+        checkpoints.start(work, step.fingerprint, step.forced, sources)
     barrier()  # the Trainer's checkpoints hold a file per rank: the folder must exist before any rank trains
     handler = logging.FileHandler(work / "train.log") if is_main() else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     if logging.getLogger("align").getEffectiveLevel() > logging.INFO:  # the stage log keeps align's INFO lines
         logging.getLogger("align").setLevel(logging.INFO)
-    init = stage_path(final.parent, stage.init) if stage.init != "base" else None
     log.info("%s: %s stage from %s%s", stage.name, stage.kind, init or recipe.model.name,
              f", resuming {resume}" if resume else "")
     start = time.perf_counter()
@@ -338,7 +331,7 @@ def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:
         metrics = entry(ctx)
         metrics["stage_seconds"] = time.perf_counter() - start
         if is_main():  # every rank trained the same model; one writes its records
-            _write_records(recipe, step, work, tracker, metrics)
+            _write_records(recipe, step, work, tracker, metrics, sources)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -350,9 +343,10 @@ def _run_stage(recipe: Recipe, step: Step, tracker: Tracker) -> dict[str, Any]:
     return metrics
 
 
-def _write_records(recipe: Recipe, step: Step, work: Path, tracker: Tracker, metrics: dict[str, Any]) -> None:
+def _write_records(recipe: Recipe, step: Step, work: Path, tracker: Tracker, metrics: dict[str, Any],
+                   sources: dict[str, str | None]) -> None:
     """The stage's metrics and config, and last its completion record (so a crash before leaves no
-    folder that looks finished)."""
+    folder that looks finished), with a new artifact id and the ids of the artifacts it was made from."""
     stage = step.stage
     tracker.summary(metrics)  # constants, not curves: the summary holds them
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -361,7 +355,8 @@ def _write_records(recipe: Recipe, step: Step, work: Path, tracker: Tracker, met
     shutil.rmtree(inside(work, "checkpoints"), ignore_errors=True)
     (work / FINISHED).write_text(json.dumps({
         "status": "finished", "stage": stage.name, "kind": stage.kind, "fingerprint": step.fingerprint,
-        "inputs": step.inputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "recipe": recipe.source},
+        "artifact_id": lineage.new_id(), "made_from": sources, "inputs": step.inputs,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "recipe": recipe.source},
         indent=2))
 
 

@@ -1,7 +1,7 @@
 """The run folder's bookkeeping: its lock, its manifest, stage fingerprints, and finished-artifact records.
 
     runs/<recipe>/manifest.json   every stage: resolved config, input hashes, status, times, metrics;
-                                  package versions
+                                  package versions; an interrupted --force request (`lineage`)
     runs/<recipe>/.lock           held by the one `align run` working in the folder
     runs/<recipe>/<stage>/artifact.json   written last: the stage finished (with its fingerprint)
 
@@ -179,6 +179,20 @@ def finished(artifact: Path) -> dict[str, Any] | None:
     return info if info.get("status") == "finished" else None
 
 
+def finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished stage's metrics.json; lost or broken, the copy the manifest recorded with the same inputs."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if isinstance(metrics, dict):
+            return metrics
+    except (OSError, ValueError, RecursionError):
+        pass
+    if recorded.get("fingerprint") == fp and isinstance(recorded.get("metrics"), dict):
+        log.warning("%s/metrics.json is missing or unreadable: using the metrics manifest.json recorded", folder)
+        return recorded["metrics"]
+    return None
+
+
 def stage_inputs(recipe: Recipe, stage: StageBase, upstream: str | None,
                  reward: str | None = None) -> dict[str, Any]:
     """Hashes of everything a stage's result depends on: its config, the model, data contents, upstream
@@ -224,11 +238,21 @@ class Manifest:
         stages = (old or {}).get("stages", {})
         self.data = {"recipe": recipe.source, "name": recipe.name, "versions": package_versions(),
                      "stages": {s.name: stages.get(s.name, {}) for s in recipe.stages}}
+        if isinstance((old or {}).get("forced"), dict):  # an interrupted --force request (`lineage.request`)
+            self.data["forced"] = old["forced"]
         for stage in self.data["stages"].values():
             if stage.get("status") == "running":
                 stage.update(status="interrupted", interrupted_at=(old or {}).get("updated_at"),
                              error="the run ended without a word (kill -9, out of memory, power loss); "
                                    "interrupted_at is its last manifest update")
+
+    def record(self, key: str, value: Any) -> None:
+        """Set (None: remove) a field of the whole run."""
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+        write_json(self.path, self.data)
 
     def update(self, stage: str, **fields: Any) -> None:
         self.data["stages"].setdefault(stage, {}).update(fields)

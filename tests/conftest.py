@@ -51,9 +51,13 @@ def build_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved 2-layer Llama (hidden 32) with a chat tokenizer: a model spec tests can name by path."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def save_tiny_model(out: Path) -> Path:
+    """The tiny Llama and its chat tokenizer, saved into `out` (also for bench/bad_inputs.py, outside pytest)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-llama")
     tok = build_tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

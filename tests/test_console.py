@@ -95,7 +95,7 @@ def test_tiny_run_on_a_terminal_shows_steps_bars_and_final_block(tmp_path, tiny_
                  "next run) ...", "rm: rm_accuracy on eval.jsonl, at most 4 (scoring) ...",
                  "sft: win_rate on eval.jsonl, at most 2 (generation, judged) ..."):
         assert line in lines, (line, err[-3000:])
-    assert "sft: train (" in err and "rm: train (its init stage sft" in err  # plan lines: '<stage>: <verb> (<reason>)'
+    assert "sft: train (new)" in err and "rm: train (its start model sft is new)" in err  # the plan lines
     assert re.search(r"sft: training \(?.*\| ?\d+/2 \[", err) or "sft: training:" in err  # the training bar
     assert re.search(r"\d+/2 \[.*loss=", err), err[-3000:]  # steps with the logged loss
     assert "prompts generated" in err  # the generation bar, named after its step

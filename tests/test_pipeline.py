@@ -33,7 +33,7 @@ def actions(recipe_path, overrides=(), **kw):
 
 
 def test_plan_reuses_unchanged_and_reruns_what_changed_downstream(two_stage, tmp_path):
-    assert actions(two_stage) == {"sft": ("run", "not run yet"), "sft2": ("run", "its init stage sft runs again")}
+    assert actions(two_stage) == {"sft": ("run", "new"), "sft2": ("run", "its start model sft is new")}
     run_pipeline(load_recipe(two_stage))
     now = actions(two_stage)
     assert now["sft"][0] == "reuse" and now["sft2"][0] == "reuse"
@@ -122,7 +122,7 @@ def test_kill_9_resumes_from_the_last_checkpoint_and_matches_an_uninterrupted_ru
     partial = tmp_path / "killed" / ".sft.partial"
     assert not (tmp_path / "killed" / "sft").exists()
     assert [p.name for p in (partial / "checkpoints").glob("checkpoint-*")] == ["checkpoint-10"]
-    assert actions(killed)["sft"] == ("resume", "from checkpoint-10")
+    assert actions(killed)["sft"] == ("resume", "from step 10")
 
     resumed = run_pipeline(load_recipe(killed))["sft"]
     reference = run_pipeline(load_recipe(whole))["sft"]
@@ -161,13 +161,13 @@ stages:
   - {{name: ppo, kind: ppo}}
 """)
     steps = {s.stage.name: s for s in plan(load_recipe(recipe), force=("rm",))}
-    assert steps["ppo"].reason == "its reward model rm runs again"
+    assert steps["ppo"].reason == "its reward model rm is new"
     assert steps["ppo"].inputs["reward"] == steps["rm"].fingerprint and steps["rm"].inputs.get("reward") is None
     # dpo learns from no reward model (its win rate is an evaluation row, re-judged there): it is not retrained
-    assert steps["dpo"].reason == "not run yet" and steps["dpo"].inputs.get("reward") is None
+    assert steps["dpo"].reason == "new" and steps["dpo"].inputs.get("reward") is None
 
 
-RESUMING = "from checkpoint-{} of the interrupted forced run"
+RESUMING = "from step {} of the interrupted forced run"
 SIGNALLER = """
 import os, signal, sys
 from transformers import TrainerCallback
