@@ -31,10 +31,10 @@ def test_quickstart_sft_rm_dpo_with_its_report(tmp_path):
     rows = {r["row"]: r["metrics"] for r in evals["rows"]}
     assert list(rows) == ["baseline", "sft", "rm", "dpo"]
     assert {"refusal_rate", "over_refusal", "perplexity", "win_rate", "kl"} <= rows["dpo"].keys()
-    assert rows["dpo"]["win_rate"] > 0.5 and evals["rows"][3]["judges"]["win_rate"] == "rm stage rm"  # vs base
+    assert rows["dpo"]["win_rate"] > 0.5 and evals["rows"][3]["judges"]["win_rate"] == "rm stage rm"  # vs sft
     assert "perplexity_increase" in rows["sft"] and "rm_accuracy" in rows["rm"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
     print(f"quickstart: {time.perf_counter() - start:.0f} s, eval loss "
           f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}, "
           f"RM held-out pairwise accuracy {rm['pairwise_accuracy_after']:.3f}, "
-          f"DPO win rate vs base {rows['dpo']['win_rate']:.3f}")
+          f"DPO win rate vs SFT {rows['dpo']['win_rate']:.3f}")
