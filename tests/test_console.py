@@ -61,7 +61,9 @@ def _on_terminal(args: list[str], cwd: Path, timeout: float = 240) -> tuple[int,
     script = shutil.which("align") or str(Path(sys.executable).parent / "align")
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(cwd / "home"), "TERM": "xterm"}
+    # a cache of its own: tokenized data another test cached would skip the tokenizing line and TRL's maps
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(cwd / "home"), "TERM": "xterm",
+           "ALIGN_CACHE": str(cwd / "align-cache")}
     proc = subprocess.Popen([script, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=slave, text=True)
     os.close(slave)
     err, deadline = b"", time.monotonic() + timeout
@@ -115,7 +117,7 @@ def test_tiny_run_on_a_terminal_shows_steps_bars_and_final_block(tmp_path, tiny_
 
 def test_piped_run_is_quiet_and_verbose_brings_the_libraries_back(tmp_path, tiny_model_dir):
     recipe = _recipe(tmp_path, tiny_model_dir, rm=False)
-    quiet = align_cli("run", str(recipe), cwd=tmp_path, timeout=120)
+    quiet = align_cli("run", str(recipe), cwd=tmp_path, timeout=120, env={"ALIGN_CACHE": str(tmp_path / "cache")})
     both = quiet.stdout + quiet.stderr
     assert quiet.returncode == 0, both[-3000:]
     for noise in NOISE:
@@ -124,7 +126,9 @@ def test_piped_run_is_quiet_and_verbose_brings_the_libraries_back(tmp_path, tiny
     assert re.search(r"^sft: training: done in \d+ s$", quiet.stderr, re.M), quiet.stderr
     assert re.search(r"^baseline: perplexity on text.jsonl \(scoring\): done in \d+ s$", quiet.stderr, re.M)
     assert "gates: none in this recipe" in quiet.stdout
-    loud = align_cli("run", str(recipe), "--force", "sft", "--verbose", cwd=tmp_path, timeout=120)
+    # an empty cache, so that the data is prepared again (the first run cached it) and TRL's maps show
+    loud = align_cli("run", str(recipe), "--force", "sft", "--verbose", cwd=tmp_path, timeout=120,
+                     env={"ALIGN_CACHE": str(tmp_path / "fresh-cache")})
     both = loud.stdout + loud.stderr
     assert loud.returncode == 0, both[-3000:]
     assert "sft: train (forced)" in loud.stderr

@@ -227,7 +227,7 @@ class TrainingBar(TrainerCallback):
             seconds = time.perf_counter() - self.tokens[1]
             if seconds > 0 and count > self.tokens[0]:
                 shown["tokens/s"] = f"{(count - self.tokens[0]) / seconds:.0f}"
-        self.bar.set_postfix(shown, refresh=False)
+        self.bar.set_postfix(shown)  # drawn now: a short run may end before the next refresh
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         if state.is_world_process_zero and eval_dataloader is not None and not console.VERBOSE:
