@@ -32,7 +32,7 @@ def test_quickstart_sft_rm_dpo_with_its_report(tmp_path):
     assert list(rows) == ["baseline", "sft", "rm", "dpo"]
     assert {"refusal_rate", "over_refusal", "perplexity", "win_rate", "kl"} <= rows["dpo"].keys()
     assert rows["dpo"]["win_rate"] > 0.5 and evals["rows"][3]["judges"]["win_rate"] == "rm stage rm"  # vs sft
-    assert "perplexity_increase" in rows["sft"] and "rm_accuracy" in rows["rm"]
+    assert "perplexity_increase" in rows["sft"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
     print(f"quickstart: {time.perf_counter() - start:.0f} s, eval loss "
           f"{metrics['eval_loss_before']:.3f} -> {metrics['eval_loss_after']:.3f}, "
