@@ -11,6 +11,7 @@ was trained on top of) or full weights. Loading one replays that chain and merge
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -91,16 +92,26 @@ def resolve_model(name: str) -> str:
 def _converted(gguf: Path, dest: Path) -> Path:
     """Dequantize a GGUF file to a safetensors folder once; later loads take the folder (0.2 s, not 30 s)."""
     def write(tmp: Path) -> None:
-        log.warning("Converting %s to safetensors in %s (once; about 30 s)", gguf.name, dest)
         if importlib.util.find_spec("gguf") is None:
             raise AlignError("loading a .gguf model needs the package gguf", hint="pip install gguf")
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        # transformers refuses to save a GGUF-loaded model although its weights are already dequantized
-        if getattr(model, "hf_quantizer", None) is not None:
-            model.hf_quantizer.remove_quantization_config(model)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        console.quiet_transformers()  # its loading bars: the step line says what happens
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+        plain_tqdm = gguf_utils.tqdm  # its de-quantizing bar is a bare tqdm, deaf to transformers' switch
+        if not console.VERBOSE:
+            gguf_utils.tqdm = functools.partial(plain_tqdm, disable=True)
+        try:
+            with console.step(f"converting {gguf.name} to safetensors in {dest} (once)"):
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+                model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                             dtype=torch.float32)
+                # transformers refuses to save a GGUF-loaded model although its weights are already dequantized
+                if getattr(model, "hf_quantizer", None) is not None:
+                    model.hf_quantizer.remove_quantization_config(model)
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+        finally:
+            gguf_utils.tqdm = plain_tqdm
 
     return cached_folder(dest, "config.json", write)
 
