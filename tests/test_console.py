@@ -126,9 +126,10 @@ def test_piped_run_is_quiet_and_verbose_brings_the_libraries_back(tmp_path, tiny
     assert re.search(r"^sft: training: done in \d+ s$", quiet.stderr, re.M), quiet.stderr
     assert re.search(r"^baseline: perplexity on text.jsonl \(scoring\): done in \d+ s$", quiet.stderr, re.M)
     assert "gates: none in this recipe" in quiet.stdout
-    # an empty cache, so that the data is prepared again (the first run cached it) and TRL's maps show
+    # an empty cache, so that the data is prepared again (the first run cached it) and TRL's maps show; and
+    # datasets' bars allowed: a test that ran align in-process leaves its quiet settings in this environment
     loud = align_cli("run", str(recipe), "--force", "sft", "--verbose", cwd=tmp_path, timeout=120,
-                     env={"ALIGN_CACHE": str(tmp_path / "fresh-cache")})
+                     env={"ALIGN_CACHE": str(tmp_path / "fresh-cache"), "HF_DATASETS_DISABLE_PROGRESS_BARS": "0"})
     both = loud.stdout + loud.stderr
     assert loud.returncode == 0, both[-3000:]
     assert "sft: train (forced)" in loud.stderr
