@@ -119,15 +119,6 @@ def hook_metrics(overall: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in overall.items() if k.split(".")[0] in RATES}
 
 
-def within_noise(a: dict[str, Any], b: dict[str, Any], rate: str) -> bool | None:
-    """Whether two rows' `rate` intervals overlap (a change between them is within noise); None when either
-    row lacks the interval."""
-    try:
-        return a[f"{rate}.lower"] <= b[f"{rate}.upper"] and b[f"{rate}.lower"] <= a[f"{rate}.upper"]
-    except (KeyError, TypeError):
-        return None
-
-
 # ---- evaluation -------------------------------------------------------------------------------
 
 def evaluate_compliance(model: Any, tok: Any, records: Sequence[dict[str, Any]], gen: GenerationSpec,

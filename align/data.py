@@ -206,6 +206,8 @@ def load_split(spec: DataSpec, parse: Callable[[str, int, Record], Record], seed
         evals, train = train[:k], train[k:]
     if spec.max_examples:
         train = train[: spec.max_examples]
+    if spec.max_eval_examples:
+        evals = evals[: spec.max_eval_examples]
     if not train:
         raise AlignError(f"{spec.train}: no training examples")
     return train, evals

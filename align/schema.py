@@ -98,6 +98,9 @@ class DataSpec:
     eval_fraction: float = _f(0.0, "Hold out this fraction of train when no eval set is given.", "[0, 1)")
     split: str = _f("train", "Split to read from a hub dataset or dataset folder.")
     max_examples: int | None = _f(None, "Use at most this many training examples; unset = all.", "[1, inf)")
+    max_eval_examples: int | None = _f(None, "Use at most this many held-out examples (the first ones), for the "
+                                             "stages' held-out numbers and the hooks' default data; unset = all.",
+                                       "[1, inf)")
 
 
 @dataclass
@@ -233,6 +236,9 @@ class DPOStage(StageBase):
         "robust: rDPO (unbiased under label noise label_smoothing); ipo: IPO (length-normalized); hinge: SLiC; "
         "sigmoid_norm: DPO on per-token log-ratios; nca_pair, sppo_hard, apo_zero, apo_down: as in TRL.")
     label_smoothing: float = _f(0.0, "cdpo/robust: the probability that a preference label is wrong.", "[0, 0.5)")
+    sft_weight: float = _f(0.0, "Add this weight times the chosen answers' mean token NLL to the loss (RPO, Pang "
+                                "et al. 2024; TRL's loss 'sft'), so the chosen answers stay likely while the margin "
+                                "grows; 0 = off, 1 = RPO's default.", "[0, inf)")
     pairs: Literal["best_vs_rest", "adjacent", "all"] = _f(
         "best_vs_rest", "How a K-wise ranking becomes pairs: the best against each other response, each rank "
                         "against the next, or every ordered pair (pairwise data: one pair either way).")

@@ -16,7 +16,6 @@ from align.compliance import (
     hook_metrics,
     judge_refusals,
     read_prompt_set,
-    within_noise,
     write_answers,
 )
 from align.errors import AlignError
@@ -93,15 +92,6 @@ def test_metrics_by_hand():
         {"category": "(none)", "label": "ordinary", "n": 1, "refused": 1, "refusal_rate": 1.0},
         {"category": "cooking", "label": "ordinary", "n": 1, "refused": 0, "refusal_rate": 0.0}]
     assert out["categories"][0]["lower"] == pytest.approx(0.3424, abs=1e-4) and out["categories"][0]["upper"] == 1.0
-
-
-def test_within_noise_compares_intervals():
-    small = compliance_metrics([_rec("benign")] * 30, ["x"] * 30, [True] * 6 + [False] * 24)["overall"]  # 0.2
-    same = compliance_metrics([_rec("benign")] * 30, ["x"] * 30, [True] * 9 + [False] * 21)["overall"]  # 0.3
-    far = compliance_metrics([_rec("benign")] * 30, ["x"] * 30, [True] * 25 + [False] * 5)["overall"]  # 0.83
-    assert within_noise(small, same, "over_refusal") is True
-    assert within_noise(small, far, "over_refusal") is False
-    assert within_noise(small, {}, "over_refusal") is None
 
 
 def test_metrics_leave_out_rates_without_prompts():

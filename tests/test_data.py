@@ -55,6 +55,15 @@ def test_eval_fraction_holds_out_without_overlap(tmp_path):
     assert not {r["messages"][0]["content"] for r in train} & {r["messages"][0]["content"] for r in evals}
 
 
+def test_max_eval_examples_keeps_the_first_held_out_records_and_all_of_train(tmp_path):
+    f = write_jsonl(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(10)])
+    e = write_jsonl(tmp_path / "e.jsonl", [chat(f"e{i}", f"b{i}") for i in range(6)])
+    train, evals = load_split(DataSpec(train=str(f), eval=str(e), max_eval_examples=4), parse_chat, seed=1)
+    assert len(train) == 10 and [r["messages"][0]["content"] for r in evals] == ["e0", "e1", "e2", "e3"]
+    train, evals = load_split(DataSpec(train=str(f), eval_fraction=0.5, max_eval_examples=2), parse_chat, seed=1)
+    assert len(train) == 5 and len(evals) == 2  # held out first, then cut: no held-out record goes back to train
+
+
 def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
     tok = load_tokenizer(ModelSpec(name=str(tiny_model_dir)))
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what is two plus two"},

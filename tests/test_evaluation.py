@@ -223,3 +223,19 @@ def test_generating_hooks_take_their_prompts_from_rankings_of_any_format(tmp_pat
     assert prompts(str(hh)) == [[{"role": "user", "content": "hi"}]]
     # a recipe's rankings section: its eval file's prompts
     assert prompts(DataSpec(train=str(hh), eval=str(oasst))) == prompts(str(oasst))
+
+
+def test_a_copied_run_folder_keeps_its_evaluation_rows(tmp_path):
+    """A row's cache key names its judge by stage and finished record, not by path: a run folder copied or
+    moved elsewhere reuses its rows; a judge that was retrained (another record) measures them again."""
+    from align.evaluation.table import RunEvaluations
+
+    recipe = load_recipe(Path(align.__file__).parents[1] / "recipes" / "quickstart.yaml")
+    record = json.dumps({"status": "finished", "stage": "rm", "artifact_id": "a1"})
+    keys = []
+    for name, text in (("here", record), ("moved", record), ("retrained", record.replace("a1", "b2"))):
+        (tmp_path / name / "rm").mkdir(parents=True)
+        (tmp_path / name / "rm" / "artifact.json").write_text(text)
+        evals = RunEvaluations(recipe, tmp_path / name)
+        keys.append(evals._key(recipe.evals, "f00d", [evals._judge(e) for e in recipe.evals]))
+    assert keys[0] == keys[1] and keys[2] != keys[0]

@@ -166,9 +166,9 @@ class RunEvaluations:
 
     def _key(self, hooks: Sequence[EvalSpec], fingerprint: str, judges: Sequence[Path | None]) -> str:
         """What a row's measurements depend on: the hooks, their default data, the row's model and each judge
-        (its finished record)."""
+        (its stage name and finished record, not its path: a copied or moved run folder keeps its rows)."""
         return content_hash([[dataclasses.asdict(e) for e in hooks], {k: str(v) for k, v in self.defaults.items()},
-                             fingerprint, [[str(j), j and (j / "artifact.json").read_text()] for j in judges]])
+                             fingerprint, [[j and j.name, j and (j / "artifact.json").read_text()] for j in judges]])
 
     def write(self) -> Path | None:
         return write_evals(self.run_dir, self.rows) if self.rows else None

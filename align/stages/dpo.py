@@ -9,7 +9,8 @@ Reference: the model the stage starts from. With LoRA it is the same weights wit
 disabled (no second copy in memory); with full fine-tuning, a frozen copy of the starting model,
 or nothing at all with `precompute_ref` (its log-probs computed once before training).
 
-Losses by name (`loss`): TRL's, plus `cdpo`, which TRL 1.16 no longer offers; see `_loss_args`.
+Losses by name (`loss`): TRL's, plus `cdpo`, which TRL 1.16 no longer offers; see `_loss_args`. With
+`sft_weight`, the chosen answers' NLL is added (RPO).
 
 Metrics: held-out loss, implicit-reward accuracy and margin (TRL's eval_rewards/*) on the pairs of the
 first `eval_prompts` held-out records. What needs sampling (win rate, KL, samples) is measured by the
@@ -52,7 +53,7 @@ def run(ctx: StageContext) -> dict:
         else None
     args = trainer_args(DPOConfig, ctx, max_length=stage.max_length, beta=stage.beta,
                         precompute_ref_log_probs=stage.precompute_ref, precompute_ref_batch_size=stage.eval_batch_size,
-                        **_loss_args(stage.loss, stage.label_smoothing))
+                        **_loss_args(stage.loss, stage.label_smoothing, stage.sft_weight))
     trainer = CachedDPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds,
                          eval_dataset=eval_ds if len(eval_ds) else None, processing_class=tok,
                          callbacks=ctx.callbacks())
@@ -88,8 +89,9 @@ def preference_pairs(rankings: list[Ranking], mode: str) -> Dataset:
     return Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
 
 
-def _loss_args(loss: str, label_smoothing: float) -> dict[str, Any]:
-    """DPOConfig arguments for a loss name.
+def _loss_args(loss: str, label_smoothing: float, sft_weight: float = 0.0) -> dict[str, Any]:
+    """DPOConfig arguments for a loss name, plus `sft_weight` times TRL's 'sft' loss (the chosen answers'
+    mean token NLL: RPO) when it is set.
 
     cdpo (conservative DPO, Mitchell 2023) is (1-e) * A + e * B with A = -log sigmoid(beta*delta),
     B = -log sigmoid(-beta*delta). TRL 1.16 dropped it, but its weighted multi-loss reaches it exactly:
@@ -99,7 +101,11 @@ def _loss_args(loss: str, label_smoothing: float) -> dict[str, Any]:
     if not 0.0 <= label_smoothing < 0.5:
         raise AlignError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
     if loss == "cdpo":
-        return {"loss_type": ["sigmoid", "robust"], "loss_weights": [1 + 2 * label_smoothing, -2 * label_smoothing],
+        args = {"loss_type": ["sigmoid", "robust"], "loss_weights": [1 + 2 * label_smoothing, -2 * label_smoothing],
                 "label_smoothing": 0.25}
-    return {"loss_type": [loss], "label_smoothing": label_smoothing}
-
+    else:
+        args = {"loss_type": [loss], "loss_weights": [1.0], "label_smoothing": label_smoothing}
+    if sft_weight > 0:
+        args["loss_type"] = [*args["loss_type"], "sft"]
+        args["loss_weights"] = [*args["loss_weights"], sft_weight]
+    return args

@@ -23,7 +23,7 @@ from tests.stages.test_rm import marker_rankings
 BETA, EPS = 0.5, 0.2
 
 
-def _trainer(tiny_model_dir, tmp_path, loss: str, **kw):
+def _trainer(tiny_model_dir, tmp_path, loss: str, sft_weight: float = 0.0, **kw):
     spec = ModelSpec(name=str(tiny_model_dir))
     tok = load_tokenizer(spec)
     model = load_model(spec, "causal_lm")
@@ -34,7 +34,8 @@ def _trainer(tiny_model_dir, tmp_path, loss: str, **kw):
     rankings = [Ranking([{"role": "user", "content": r["prompt"]}], r["responses"],
                         [[r["ranking"][0]], r["ranking"][1]]) for r in marker_rankings(4, 0)]
     args = DPOConfig(output_dir=str(tmp_path / "out"), beta=BETA, report_to=[], use_cpu=True, bf16=False,
-                     per_device_train_batch_size=8, max_length=64, save_strategy="no", **_loss_args(loss, EPS), **kw)
+                     per_device_train_batch_size=8, max_length=64, save_strategy="no",
+                     **_loss_args(loss, EPS, sft_weight), **kw)
     trainer = DPOTrainer(model=model, args=args, train_dataset=preference_pairs(rankings, "best_vs_rest"),
                          processing_class=tok)
     drop_reference_adapter(trainer.model)
@@ -85,6 +86,21 @@ def test_every_offered_loss_equals_a_hand_computation(loss, tiny_model_dir, tmp_
         got = trainer._compute_loss(model, dict(batch), False)
     lengths = batch["completion_mask"].sum(1).float().chunk(2)
     assert float(got) == pytest.approx(float(_by_hand(loss, pc, pr, rc, rr, lengths)), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "cdpo"])
+def test_sft_weight_adds_the_chosen_answers_mean_token_nll(loss, tiny_model_dir, tmp_path):
+    """RPO: the loss plus sft_weight times the mean NLL over the chosen answers' tokens (all pairs pooled)."""
+    trainer, batch = _trainer(tiny_model_dir, tmp_path, loss, sft_weight=0.7)
+    model = trainer.model
+    with torch.no_grad():
+        pc, pr = _logps(model, batch)
+        with adapters_disabled(model):
+            rc, rr = _logps(model, batch)
+        got = trainer._compute_loss(model, dict(batch), False)
+    lengths = batch["completion_mask"][:, 1:].sum(1).float().chunk(2)
+    nll = -pc.sum() / lengths[0].sum()
+    assert float(got) == pytest.approx(float(_by_hand(loss, pc, pr, rc, rr, lengths) + 0.7 * nll), rel=1e-4)
 
 
 def test_lora_reference_is_the_model_with_adapters_disabled(tiny_model_dir, tmp_path):
