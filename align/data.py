@@ -197,17 +197,15 @@ def _read_dataset(ref: str, split: str, from_disk: bool) -> Iterator[tuple[str, 
 
 
 def load_split(spec: DataSpec, parse: Callable[[str, int, Record], Record], seed: int) -> tuple[list, list]:
-    """Read and parse train and eval records; hold out `eval_fraction` of train when no eval set is given."""
+    """Read and parse train and eval records; hold out `eval_fraction` of train when no eval set is given;
+    keep the first `max_examples` and `max_eval_examples`."""
     train = [parse(src, n, rec) for src, n, rec in read_records(spec.train, spec.split)]
     evals = [parse(src, n, rec) for src, n, rec in read_records(spec.eval, spec.split)] if spec.eval else []
     if not evals and spec.eval_fraction > 0:
         random.Random(seed).shuffle(train)
         k = max(1, round(len(train) * spec.eval_fraction))
         evals, train = train[:k], train[k:]
-    if spec.max_examples:
-        train = train[: spec.max_examples]
-    if spec.max_eval_examples:
-        evals = evals[: spec.max_eval_examples]
+    train, evals = train[: spec.max_examples or None], evals[: spec.max_eval_examples or None]  # the first N
     if not train:
         raise AlignError(f"{spec.train}: no training examples")
     return train, evals

@@ -237,5 +237,25 @@ def test_a_copied_run_folder_keeps_its_evaluation_rows(tmp_path):
         (tmp_path / name / "rm").mkdir(parents=True)
         (tmp_path / name / "rm" / "artifact.json").write_text(text)
         evals = RunEvaluations(recipe, tmp_path / name)
+        evals._passed.add("rm")  # the run has reached the rm stage
         keys.append(evals._key(recipe.evals, "f00d", [evals._judge(e) for e in recipe.evals]))
     assert keys[0] == keys[1] and keys[2] != keys[0]
+
+
+def test_rerunning_a_finished_run_copied_elsewhere_measures_no_row_again(tiny_run, tmp_path, monkeypatch):
+    """Every stage reused, every row reused: the baseline and sft rows keep the keys of their first run (no
+    judge yet) although the rm now exists from the start, and no key holds the run folder's path."""
+    import shutil
+
+    import align.evaluation.table as table
+
+    copy = tmp_path / "moved"
+    shutil.copytree(tiny_run, copy)
+    measured = []
+    real = table.evaluate_row
+    monkeypatch.setattr(table, "evaluate_row", lambda evals, row, *a, **k: measured.append(row.name) or
+                        real(evals, row, *a, **k))
+    run_pipeline(load_recipe(tiny_run.parent / "r.yaml", [f"output_dir={copy}", "tracking.backend=none"]))
+    assert measured == []
+    rows = {r["row"]: r["metrics"] for r in json.loads((copy / "evals.json").read_text())["rows"]}
+    assert "win_rate" in rows["sft"] and "win_rate" in rows["dpo"]  # the late-judged sft row came from its cache

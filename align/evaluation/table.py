@@ -71,6 +71,7 @@ class RunEvaluations:
         self.defaults = _default_data(recipe)
         self._measured: dict[str, tuple[Row, str]] = {}  # row name -> (its model, its fingerprint)
         self._sampled: dict = {}  # every model's answers so far, reused across rows (`hooks.Models.completions`)
+        self._passed: set[str] = set()  # the stages this run has reached, in recipe order (`_judge`)
 
     def baseline(self) -> None:
         if self.recipe.evals:
@@ -79,6 +80,7 @@ class RunEvaluations:
     def after(self, stage: StageBase, fingerprint: str, metrics: dict[str, Any]) -> None:
         """Measure the stage's artifact, then check its gates (an AlignError stops the pipeline)."""
         row: dict[str, Any] = {"row": stage.name, "metrics": {}}
+        self._passed.add(stage.name)
         if self.recipe.evals:
             art = self.run_dir / stage.name
             start = self.run_dir / stage.init if stage.init != "base" else None
@@ -148,10 +150,12 @@ class RunEvaluations:
 
     def _judge(self, spec: EvalSpec) -> Path | None:
         """The rm artifact that judges `spec`'s win rates: the rm stage it names, else the latest finished one;
-        None while it has not finished (the row is judged when it has)."""
+        None until the run has reached it (the row is judged when it has). Reached, not merely on disk: a
+        rerun then measures every row with the judges of its first run, under the same keys, and reuses it."""
         names = [spec.judge] if spec.judge and spec.hook != "llm_judge" else \
             [s.name for s in reversed(self.recipe.stages) if s.kind == "rm"]
-        return next((self.run_dir / n for n in names if (self.run_dir / n / "artifact.json").is_file()), None)
+        return next((self.run_dir / n for n in names
+                     if n in self._passed and (self.run_dir / n / "artifact.json").is_file()), None)
 
     def _mark_own_reward(self, result: dict[str, Any]) -> None:
         """Mark the judged metrics of a row whose policy optimized its judge (see the module docstring)."""
