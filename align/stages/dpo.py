@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
@@ -71,7 +72,30 @@ def run(ctx: StageContext) -> dict:
 
 
 class CachedDPOTrainer(DPOTrainer):
-    """TRL's `DPOTrainer`, its tokenization (a per-example `datasets.map`) kept in the tokenization cache."""
+    """TRL's `DPOTrainer`, its tokenization (a per-example `datasets.map`) kept in the tokenization cache, and
+    its pair metrics weighed by pairs: TRL logs the plain mean of per-batch means, so a short last batch (15
+    held-out pairs in batches of 8 and 7) weighs as much as a full one and the accuracy is not k/15."""
+
+    _PER_PAIR = ("rewards/", "logps/", "logits/")  # TRL's metrics that are means over a batch's pairs
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._pairs: dict[str, list[int]] = {"train": [], "eval": []}  # each logged batch's pairs, all ranks
+        super().__init__(*args, **kwargs)
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        out = super()._compute_loss(model, inputs, return_outputs)
+        pairs = torch.tensor([len(inputs["input_ids"]) // 2], device=self.accelerator.device)  # chosen + rejected
+        self._pairs["train" if self.model.training else "eval"].append(int(self.accelerator.gather(pairs).sum()))
+        return out
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        weights = self._pairs[mode]
+        for key, values in self._metrics[mode].items():
+            if key.startswith(self._PER_PAIR) and len(values) == len(weights) and sum(weights):
+                self._metrics[mode][key] = [sum(v * w for v, w in zip(values, weights)) / sum(weights)]
+        weights.clear()
+        super().log(logs, start_time)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         def build() -> tuple[Dataset, dict]:

@@ -103,6 +103,40 @@ def test_sft_weight_adds_the_chosen_answers_mean_token_nll(loss, tiny_model_dir,
     assert float(got) == pytest.approx(float(_by_hand(loss, pc, pr, rc, rr, lengths) + 0.7 * nll), rel=1e-4)
 
 
+def test_held_out_reward_accuracy_weighs_every_pair_alike_in_uneven_batches(tiny_model_dir, tmp_path, monkeypatch):
+    """15 pairs in batches of 4, 4, 4, 3: TRL alone reports the mean of the four batch means; align's trainer
+    reports the share of all 15 pairs whose chosen answer gets the higher implicit reward, as by hand."""
+    from align.stages.dpo import CachedDPOTrainer
+
+    monkeypatch.setenv("ALIGN_CACHE", str(tmp_path / "cache"))
+    spec = ModelSpec(name=str(tiny_model_dir))
+    tok, model = load_tokenizer(spec), load_model(spec, "causal_lm")
+    torch.manual_seed(3)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    rankings = [Ranking([{"role": "user", "content": r["prompt"]}], r["responses"],
+                        [[r["ranking"][0]], r["ranking"][1]]) for r in marker_rankings(8, 0)]
+    pairs = preference_pairs(rankings, "best_vs_rest").select(range(15))
+    args = DPOConfig(output_dir=str(tmp_path / "out"), beta=BETA, report_to=[], use_cpu=True, bf16=False,
+                     per_device_eval_batch_size=4, max_length=64, save_strategy="no")
+    trainer = CachedDPOTrainer(model=model, args=args, train_dataset=pairs, eval_dataset=pairs,
+                               processing_class=tok)
+    drop_reference_adapter(trainer.model)
+    model.eval()
+    wins = []
+    with torch.no_grad():
+        for batch in trainer.get_eval_dataloader():
+            pc, pr = _logps(model, batch)
+            with adapters_disabled(model):
+                rc, rr = _logps(model, batch)
+            wins += ((pc - rc) > (pr - rr)).tolist()
+    assert len(wins) == 15
+    got = trainer.evaluate()["eval_rewards/accuracies"]
+    assert got == pytest.approx(sum(wins) / 15, abs=1e-6)
+    assert round(got * 15, 6) == round(got * 15)  # k of 15, which a mean of batch means need not be
+
+
 def test_lora_reference_is_the_model_with_adapters_disabled(tiny_model_dir, tmp_path):
     trainer, batch = _trainer(tiny_model_dir, tmp_path, "sigmoid")
     ref_c, ref_r = trainer.compute_ref_log_probs(trainer.model, dict(batch))
