@@ -23,7 +23,10 @@ from tests.stages.test_rm import marker_rankings
 BETA, EPS = 0.5, 0.2
 
 
-def _trainer(tiny_model_dir, tmp_path, loss: str, sft_weight: float = 0.0, **kw):
+def _trainer(tiny_model_dir, tmp_path, loss: str = "sigmoid", sft_weight: float = 0.0, prompts: int = 4,
+             held_out: int = 0, trainer_class=DPOTrainer, **kw):
+    """A DPO trainer on `prompts` marker rankings (its first `held_out` pairs also the eval set) whose policy
+    differs from its reference, and its first training batch."""
     spec = ModelSpec(name=str(tiny_model_dir))
     tok = load_tokenizer(spec)
     model = load_model(spec, "causal_lm")
@@ -32,12 +35,13 @@ def _trainer(tiny_model_dir, tmp_path, loss: str, sft_weight: float = 0.0, **kw)
         if "lora_B" in name:
             p.data.normal_(0, 0.5)
     rankings = [Ranking([{"role": "user", "content": r["prompt"]}], r["responses"],
-                        [[r["ranking"][0]], r["ranking"][1]]) for r in marker_rankings(4, 0)]
+                        [[r["ranking"][0]], r["ranking"][1]]) for r in marker_rankings(prompts, 0)]
+    pairs = preference_pairs(rankings, "best_vs_rest")
     args = DPOConfig(output_dir=str(tmp_path / "out"), beta=BETA, report_to=[], use_cpu=True, bf16=False,
                      per_device_train_batch_size=8, max_length=64, save_strategy="no",
                      **_loss_args(loss, EPS, sft_weight), **kw)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=preference_pairs(rankings, "best_vs_rest"),
-                         processing_class=tok)
+    held = pairs.select(range(held_out)) if held_out else None
+    trainer = trainer_class(model=model, args=args, train_dataset=pairs, eval_dataset=held, processing_class=tok)
     drop_reference_adapter(trainer.model)
     return trainer, next(iter(trainer.get_train_dataloader()))
 
@@ -47,6 +51,15 @@ def _logps(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
     lp = torch.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
     return (lp * batch["completion_mask"][:, 1:]).sum(1).chunk(2)
+
+
+def _policy_and_reference(model, batch) -> tuple[torch.Tensor, ...]:
+    """(policy chosen, policy rejected, reference chosen, reference rejected) summed completion log-probs."""
+    with torch.no_grad():
+        pc, pr = _logps(model, batch)
+        with adapters_disabled(model):
+            rc, rr = _logps(model, batch)
+    return pc, pr, rc, rr
 
 
 def _by_hand(loss: str, pc, pr, rc, rr, lengths) -> torch.Tensor:
@@ -78,12 +91,9 @@ def _by_hand(loss: str, pc, pr, rc, rr, lengths) -> torch.Tensor:
 @pytest.mark.parametrize("loss", DPO_LOSSES)
 def test_every_offered_loss_equals_a_hand_computation(loss, tiny_model_dir, tmp_path):
     trainer, batch = _trainer(tiny_model_dir, tmp_path, loss)
-    model = trainer.model
+    pc, pr, rc, rr = _policy_and_reference(trainer.model, batch)
     with torch.no_grad():
-        pc, pr = _logps(model, batch)
-        with adapters_disabled(model):
-            rc, rr = _logps(model, batch)
-        got = trainer._compute_loss(model, dict(batch), False)
+        got = trainer._compute_loss(trainer.model, dict(batch), False)
     lengths = batch["completion_mask"].sum(1).float().chunk(2)
     assert float(got) == pytest.approx(float(_by_hand(loss, pc, pr, rc, rr, lengths)), rel=1e-4, abs=1e-5)
 
@@ -92,12 +102,9 @@ def test_every_offered_loss_equals_a_hand_computation(loss, tiny_model_dir, tmp_
 def test_sft_weight_adds_the_chosen_answers_mean_token_nll(loss, tiny_model_dir, tmp_path):
     """RPO: the loss plus sft_weight times the mean NLL over the chosen answers' tokens (all pairs pooled)."""
     trainer, batch = _trainer(tiny_model_dir, tmp_path, loss, sft_weight=0.7)
-    model = trainer.model
+    pc, pr, rc, rr = _policy_and_reference(trainer.model, batch)
     with torch.no_grad():
-        pc, pr = _logps(model, batch)
-        with adapters_disabled(model):
-            rc, rr = _logps(model, batch)
-        got = trainer._compute_loss(model, dict(batch), False)
+        got = trainer._compute_loss(trainer.model, dict(batch), False)
     lengths = batch["completion_mask"][:, 1:].sum(1).float().chunk(2)
     nll = -pc.sum() / lengths[0].sum()
     assert float(got) == pytest.approx(float(_by_hand(loss, pc, pr, rc, rr, lengths) + 0.7 * nll), rel=1e-4)
@@ -109,28 +116,13 @@ def test_held_out_reward_accuracy_weighs_every_pair_alike_in_uneven_batches(tiny
     from align.stages.dpo import CachedDPOTrainer
 
     monkeypatch.setenv("ALIGN_CACHE", str(tmp_path / "cache"))
-    spec = ModelSpec(name=str(tiny_model_dir))
-    tok, model = load_tokenizer(spec), load_model(spec, "causal_lm")
-    torch.manual_seed(3)
-    for name, p in model.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.5)
-    rankings = [Ranking([{"role": "user", "content": r["prompt"]}], r["responses"],
-                        [[r["ranking"][0]], r["ranking"][1]]) for r in marker_rankings(8, 0)]
-    pairs = preference_pairs(rankings, "best_vs_rest").select(range(15))
-    args = DPOConfig(output_dir=str(tmp_path / "out"), beta=BETA, report_to=[], use_cpu=True, bf16=False,
-                     per_device_eval_batch_size=4, max_length=64, save_strategy="no")
-    trainer = CachedDPOTrainer(model=model, args=args, train_dataset=pairs, eval_dataset=pairs,
-                               processing_class=tok)
-    drop_reference_adapter(trainer.model)
-    model.eval()
+    trainer, _ = _trainer(tiny_model_dir, tmp_path, prompts=8, held_out=15, trainer_class=CachedDPOTrainer,
+                          per_device_eval_batch_size=4)
+    trainer.model.eval()
     wins = []
-    with torch.no_grad():
-        for batch in trainer.get_eval_dataloader():
-            pc, pr = _logps(model, batch)
-            with adapters_disabled(model):
-                rc, rr = _logps(model, batch)
-            wins += ((pc - rc) > (pr - rr)).tolist()
+    for batch in trainer.get_eval_dataloader():
+        pc, pr, rc, rr = _policy_and_reference(trainer.model, batch)
+        wins += ((pc - rc) > (pr - rr)).tolist()
     assert len(wins) == 15
     got = trainer.evaluate()["eval_rewards/accuracies"]
     assert got == pytest.approx(sum(wins) / 15, abs=1e-6)
