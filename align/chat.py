@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import threading
@@ -64,7 +65,8 @@ def _sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int) -> None
 def _check_sampling(args: argparse.Namespace) -> None:
     problems = [f"--{k.replace('_', '-')} {v}: {why}" for k, v, ok, why in (
         ("max_new_tokens", args.max_new_tokens, args.max_new_tokens >= 1, "must be at least 1"),
-        ("temperature", args.temperature, args.temperature >= 0, "must be 0 (greedy) or more"),
+        ("temperature", args.temperature, math.isfinite(args.temperature) and args.temperature >= 0,
+         "must be a finite number, 0 (greedy) or more"),
         ("top_p", args.top_p, 0 < args.top_p <= 1, "must be in (0, 1]"),
         ("batch_size", getattr(args, "batch_size", 1), getattr(args, "batch_size", 1) >= 1, "must be at least 1"),
         ("max_examples", getattr(args, "max_examples", None), (getattr(args, "max_examples", None) or 1) >= 1,
@@ -116,7 +118,7 @@ def _chat(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # once: the same inputs in the same order give the same session
     print(f"chatting with {loaded.source} (max {args.max_new_tokens} new tokens, temperature {args.temperature}); "
           "/reset starts over, /exit leaves", flush=True)
-    interactive = sys.stdin.isatty()
+    interactive, refused = sys.stdin.isatty(), False
     while True:
         try:
             line = input("you> " if interactive else "")
@@ -134,6 +136,10 @@ def _chat(args: argparse.Namespace) -> int:
         if text.startswith("/"):
             print(f"unknown command {text}: /reset starts over, /exit leaves", flush=True)
             continue
+        if why := _refused(loaded, messages + [{"role": "user", "content": line}]):
+            print(f"error: {why}", file=sys.stderr, flush=True)
+            refused = True
+            continue
         messages.append({"role": "user", "content": line})
         print("assistant> ", end="", flush=True)
         reply = ""
@@ -142,7 +148,27 @@ def _chat(args: argparse.Namespace) -> int:
             print(piece, end="", flush=True)
         print(flush=True)
         messages.append({"role": "assistant", "content": reply.strip()})
-    return 0
+    return 2 if refused else 0  # a line was refused: said above, and the exit status says so too
+
+
+def _refused(loaded: Loaded, messages: list[dict]) -> str | None:
+    """Why the chat cannot answer `messages` (its last line is left out, the conversation goes on), or None."""
+    from align.generation import prompt_ids
+
+    try:
+        messages[-1]["content"].encode("utf-8")
+    except UnicodeEncodeError:  # Python decodes bytes the terminal's encoding cannot read to lone surrogates
+        return "that line is not UTF-8 text (a byte the terminal could not decode); type it again"
+    tokens, limit = len(prompt_ids(loaded.tok, [messages])[0]), context_length(loaded)
+    if limit and tokens >= limit:
+        return f"the conversation is {tokens} tokens, and the model reads at most {limit}; /reset starts over"
+    return None
+
+
+def context_length(loaded: Loaded) -> int | None:
+    """The most tokens the model reads (its position embeddings), None when its config does not say."""
+    value = getattr(loaded.model.config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 # ---- generate --------------------------------------------------------------------------------------
@@ -170,13 +196,10 @@ def read_prompts(path: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 def _generate(args: argparse.Namespace) -> int:
     from align.inference import open_artifact, require_chat
+    from align.paths import output_file
 
     _check_sampling(args)
-    out = Path(args.out)
-    if out.resolve() == Path(args.prompts).resolve():
-        raise AlignError(f"--out {out} is the prompt file itself", hint="write the answers to another file")
-    if not out.parent.is_dir():
-        raise AlignError(f"--out {out}: the folder {out.parent} does not exist", hint="create it first")
+    out = output_file("--out", args.out, inputs={"the prompt file": args.prompts})  # before any work
     records = read_prompts(args.prompts, args.max_examples)
     loaded = open_artifact(args.artifact, args.model, head="causal_lm")
     require_chat(loaded, "generate")
@@ -188,6 +211,11 @@ def _generate(args: argparse.Namespace) -> int:
                 "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
                 "seed": args.seed}
     ids = prompt_ids(loaded.tok, [r["prompt"] for r in records])
+    limit = context_length(loaded)
+    if limit and (long := [i + 1 for i, x in enumerate(ids) if len(x) >= limit]):
+        raise AlignError(f"{args.prompts}: {len(long)} prompt{'s' * (len(long) > 1)} longer than the model reads "
+                         f"({limit} tokens): record{'s' * (len(long) > 1)} {', '.join(map(str, long[:10]))}",
+                         hint="shorten them or leave them out")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # batches of similar length pad little
     answers: dict[int, Any] = {}
     with tqdm(total=len(ids), desc="generating", unit="prompt", file=sys.stderr) as bar:  # also when piped
@@ -198,11 +226,15 @@ def _generate(args: argparse.Namespace) -> int:
             answers.update(zip(chunk, done))
             bar.update(len(chunk))
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as f:
-        for i, rec in enumerate(records):
-            c = answers[i]
-            f.write(json.dumps(rec | {"response": c.text.strip(), "tokens": len(c.ids), "finished": c.finished,
-                                      "generation": settings}) + "\n")
-    os.replace(tmp, out)
+    try:
+        with tmp.open("w") as f:
+            for i, rec in enumerate(records):
+                c = answers[i]
+                f.write(json.dumps(rec | {"response": c.text.strip(), "tokens": len(c.ids), "finished": c.finished,
+                                          "generation": settings}) + "\n")
+        os.replace(tmp, out)
+    except OSError as e:  # the folder changed since the check (a full disk, removed): say so, leave no temp file
+        tmp.unlink(missing_ok=True)
+        raise AlignError(f"cannot write --out {out}: {(e.strerror or str(e)).lower()}") from None
     print(f"wrote {len(records)} answers to {out} ({loaded.source}, fingerprint {loaded.fingerprint})")
     return 0

@@ -101,9 +101,8 @@ def incomplete(checkpoint: Path) -> str | None:
     """What a checkpoint lacks to resume from, or None when it is complete."""
     if (checkpoint / "state.pt").is_file():  # PPO's: written whole, then renamed into place
         return None
-    try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):
+    state = _read_json(checkpoint / "trainer_state.json")
+    if state is None:
         return "no readable trainer_state.json"
     if str(state.get("global_step")) != checkpoint.name.split("-")[-1]:
         return f"trainer_state.json is of step {state.get('global_step')}"

@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 
 from align.errors import AlignError
+from align.paths import output_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.debug, args.debug or getattr(args, "verbose", False))
     try:
+        _refuse_empty(args)
         return args.func(args)
     except AlignError as e:
         if args.debug:
@@ -63,6 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+POSITIONAL = ("recipe", "file", "run_dir", "artifact", "root")
+NAMED = ("prompts", "out", "json", "data", "model", "judge", "against", "accelerate_config", "hook")
+
+
+def _refuse_empty(args: argparse.Namespace) -> None:
+    """An empty argument ('' from an unset shell variable) is refused: as a path it would mean the current folder
+    (`align data check ""` read every file there)."""
+    for name in POSITIONAL + NAMED:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            flag = name.upper() if name in POSITIONAL else "--" + name.replace("_", "-")
+            raise AlignError(f"{flag} is empty", hint="give a value (an unset shell variable?)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align", description="Staged RLHF recipes: SFT -> RM -> PPO/DPO.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs (implies --verbose)")
@@ -73,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="override a recipe key by its dotted path, e.g. stages.sft.learning_rate=1e-4")
     run.add_argument("--force", action="append", default=[], metavar="STAGE", help="retrain STAGE even if unchanged")
-    run.add_argument("--from", dest="start", metavar="STAGE", help="retrain STAGE and every stage after it")
-    run.add_argument("--only", metavar="STAGE", help="run only STAGE (the stage it starts from must be finished)")
+    which = run.add_mutually_exclusive_group()  # --from retrains later stages, which --only would skip
+    which.add_argument("--from", dest="start", metavar="STAGE", help="retrain STAGE and every stage after it")
+    which.add_argument("--only", metavar="STAGE", help="run only STAGE (the stage it starts from must be finished)")
     run.add_argument("--dry-run", action="store_true", help="print which stages would run, resume or be reused")
     run.add_argument("--num-processes", type=int, metavar="N",
                      help="run data-parallel in N processes (torchrun; GPUs or CPUs); see docs/scaling.md")
@@ -84,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     runs = sub.add_parser("runs", help="list run folders and the status of their stages")
-    runs.add_argument("root", nargs="?", default="runs", help="folder holding run folders (default: runs)")
+    runs.add_argument("root", nargs="?", help="folder holding run folders (default: runs)")
     runs.set_defaults(func=_runs)
 
     validate = sub.add_parser("validate", help="check a recipe (keys, types, stage order, data files) without training")
@@ -165,9 +182,13 @@ def _run(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from align.runs import list_runs
 
-    found = list_runs(Path(args.root))
+    if args.root is not None and not Path(args.root).expanduser().is_dir():  # the default may not exist yet
+        what = "is not a folder" if Path(args.root).expanduser().exists() else "does not exist"
+        raise AlignError(f"{args.root} {what}", hint="give the folder holding run folders (default: runs)")
+    root = args.root or "runs"
+    found = list_runs(Path(root).expanduser())
     if not found:
-        print(f"no runs under {args.root}/")
+        print(f"no runs under {root}/")
     for run in found:
         if run.get("unreadable"):
             print(f"{run['folder']}  unreadable: {run['unreadable']}")
@@ -247,11 +268,7 @@ def _check_eval_args(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise AlignError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
     if args.json:
-        out = Path(args.json).expanduser()
-        if out.is_dir() or not out.parent.is_dir():
-            raise AlignError(f"--json {args.json}: " + ("is a folder" if out.is_dir() else
-                             f"the folder {out.parent} does not exist"), hint="name a file in an existing folder")
-        args.json = str(out)
+        args.json = str(output_file("--json", args.json, inputs={"the --data file": args.data}))
     check_cache_folder()
 
 

@@ -11,7 +11,6 @@ step there is no bar: its line would not say what runs).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -21,6 +20,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from align import records
 
 log = logging.getLogger("align")
 
@@ -165,10 +166,7 @@ def final_block(run_dir: Path, seconds: float) -> str:
     html = Path(run_dir).resolve() / "report.html"
     if html.is_file():
         lines += [f"report: {html}", f"        {html.as_uri()}"]
-    try:
-        rows = json.loads((Path(run_dir) / "evals.json").read_text()).get("rows", [])
-    except (OSError, ValueError):
-        rows = []
+    rows = (records.read_or_none(Path(run_dir) / "evals.json", records.EVALS) or {}).get("rows", [])
     gates = [(r["row"], g) for r in rows for g in r.get("gates", [])]
     for row, g in gates:
         value = g["value"] if isinstance(g.get("value"), (int, float)) else float("nan")

@@ -8,6 +8,7 @@ Raw text for continued pretraining is `{"text": ...}` records, or .txt files rea
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ from typing import Any
 
 from align.console import progress, step
 from align.errors import AlignError
+from align.jsonsafe import loads
 from align.schema import DataSpec, MixSpec
 
 Record = dict[str, Any]
@@ -29,43 +31,18 @@ _BINARY = {b"PK\x03\x04": "a zip archive", b"\x1f\x8b": "gzip-compressed", b"ARR
            b"SQLite format 3\x00": "an SQLite database", b"\x89HDF": "an HDF5 file"}
 
 
-class DuplicateKey(ValueError):
-    pass
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-def _constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def loads(text: str, where: str) -> Any:
-    """`json.loads`, strict where Python's is lenient: a key given twice (Python keeps the last), NaN and
-    Infinity (not JSON; they poison a loss) and nesting deeper than the stack are errors naming `where`."""
-    try:
-        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
-    except json.JSONDecodeError as e:
-        at = f"line {e.lineno}, column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
-        raise AlignError(f"{where}: invalid JSON at {at}: {e.msg}") from None
-    except DuplicateKey as e:
-        raise AlignError(f"{where}: field '{e}' appears twice in one record", hint="keep one of them") from None
-    except ValueError as e:
-        raise AlignError(f"{where}: {e}", hint="write a number, or leave the field out") from None
-    except RecursionError:
-        raise AlignError(f"{where}: JSON nested too deeply to read") from None
-
-
 def regular_file(path: Path, ref: str) -> None:
     """Refuse a path that exists but is not a regular file or folder (a FIFO would block the reader
-    forever, a device never end)."""
-    if path.exists() and not (path.is_file() or path.is_dir()):
+    forever, a device never end), or that can name no file (too long a name, a loop of links)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return  # the reader says it does not exist, or reads it as a hub dataset id
+    except OSError as e:
+        hint = {errno.ELOOP: "a link that leads back to itself", errno.ENAMETOOLONG: "a file or folder name is at "
+                "most 255 bytes"}.get(e.errno, f"use a file: {SUPPORTED}")
+        raise AlignError(f"{ref}: {(e.strerror or str(e)).lower()}", hint=hint) from None
+    if not (path.is_file() or path.is_dir()):
         raise AlignError(f"{ref} is not a regular file (a pipe, socket or device)", hint=f"use a file: {SUPPORTED}")
 
 
@@ -154,15 +131,30 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, int, Record]]:
 
 
 def _read_csv(path: Path, text: str) -> Iterator[tuple[str, int, Record]]:
-    """A CSV file with a header row; each row a record of strings (line numbers count the header as 1)."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise AlignError(f"{path}: a CSV data file needs a header row naming its columns (e.g. prompt,label)")
-    for rec in reader:
-        if None in rec:
-            raise AlignError(f"{path} line {reader.line_num}: more values than the {len(reader.fieldnames)} "
-                             "header columns", hint="quote values that contain commas")
-        yield str(path), reader.line_num, {k: v for k, v in rec.items() if v is not None}
+    """A CSV file with a header row; each row a record of strings (line numbers count the header as 1). A
+    column named twice, or a value under a column with no name, is an error: a record would silently lose it."""
+    csv.field_size_limit(1 << 30)  # the default 128 KiB per field refuses a long document or prompt
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise AlignError(f"{path}: a CSV data file needs a header row naming its columns (e.g. prompt,label)")
+        twice = sorted({h for h in header if h.strip() and header.count(h) > 1})
+        if twice:
+            raise AlignError(f"{path} line 1: the header names column '{twice[0]}' twice",
+                             hint="give each column its own name")
+        for row in reader:
+            if not row:
+                continue  # a blank line
+            if len(row) > len(header):
+                raise AlignError(f"{path} line {reader.line_num}: more values than the {len(header)} header "
+                                 "columns", hint="quote values that contain commas")
+            if any(v.strip() and not h.strip() for h, v in zip(header, row)):
+                raise AlignError(f"{path} line {reader.line_num}: a value in a column the header does not name",
+                                 hint="name every column in the header row")
+            yield str(path), reader.line_num, {h: v for h, v in zip(header, row) if h.strip()}
+    except csv.Error as e:
+        raise AlignError(f"{path} line {reader.line_num}: not readable as CSV ({e})") from None
 
 
 def _read_paragraphs(path: Path, text: str) -> Iterator[tuple[str, int, Record]]:

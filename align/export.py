@@ -24,7 +24,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from align import records
 from align.errors import AlignError
+from align.paths import output_folder
 
 
 def register(sub: Any) -> None:
@@ -61,16 +63,13 @@ def export_artifact(artifact: str, out: Path, merge: bool = False, model: str | 
 
     if artifact == "base":
         raise AlignError("align export needs a stage folder (runs/<recipe>/<stage>), not 'base'")
-    spec, path = artifact_spec(artifact, model)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise AlignError(f"--out {out} exists and is not empty", hint="give a new or empty folder")
-    if not out.resolve().parent.is_dir():
-        raise AlignError(f"--out {out}: the folder {out.resolve().parent} does not exist", hint="create it first")
+    spec, path = artifact_spec(artifact, model)  # its records checked (`records`)
+    out = output_folder("--out", str(out))
     from align.models import artifact_head  # after the checks: torch takes seconds to import
 
     head = artifact_head(path)
     # full fine-tuning has no adapter to export: its weights are written as they are
-    trained = json.loads((path / "model.json").read_text())["weights"]
+    trained = records.load(path / "model.json")["weights"]
     adapter = not merge and head == "causal_lm" and trained == "adapter"
     chain = _adapter_chain(path) if adapter else []  # checked before anything is loaded or written
     tmp = out.resolve().with_name(f".{out.name}.partial-{os.getpid()}")
@@ -120,7 +119,7 @@ def _adapter_chain(artifact: Path) -> list[Path]:
     """The adapter folders from the base model up to `artifact`, or an error if the chain has full weights."""
     chain, folder = [], artifact
     while folder is not None:
-        meta = json.loads((folder / "model.json").read_text())
+        meta = records.read(folder / "model.json", records.MODEL, hint="retrain the stage, or export with --merge")
         if meta["weights"] != "adapter":
             raise AlignError(f"{artifact} is an adapter on fully fine-tuned weights (stage {folder.name}), not on "
                              "a published base model", hint="export it with --merge")
@@ -132,15 +131,15 @@ def _adapter_chain(artifact: Path) -> list[Path]:
 def write_combined_adapter(chain: list[Path], spec: Any, out: Path) -> None:
     """One LoRA adapter equal to the chain's adapters applied in turn (their deltas add up)."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from align.models import resolve_model
 
-    configs = [json.loads((a / "adapter_config.json").read_text()) for a in chain]
+    configs = [records.read(a / "adapter_config.json", _LORA, hint="retrain its stage") for a in chain]
     for a, c in zip(chain, configs):
         if c.get("peft_type") != "LORA" or c.get("use_dora") or c.get("rank_pattern") or c.get("alpha_pattern"):
             raise AlignError(f"{a}: only plain LoRA adapters combine into one", hint="export with --merge")
-    weights = [load_file(str(a / "adapter_model.safetensors")) for a in chain]
+    weights = [_weights(a / "adapter_model.safetensors") for a in chain]
     scales = [c["lora_alpha"] / (c["r"] ** 0.5 if c.get("use_rslora") else c["r"]) for c in configs]
     modules = sorted({k.rsplit(".lora_", 1)[0] for w in weights for k in w if ".lora_" in k})
     others = sorted(k for w in weights for k in w if ".lora_" not in k)
@@ -167,6 +166,21 @@ def write_combined_adapter(chain: list[Path], spec: Any, out: Path) -> None:
                             "base_model_name_or_path": name, "revision": spec.revision, "task_type": "CAUSAL_LM"}
     save_file(merged, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+
+_LORA = {"r": int, "lora_alpha": (int, float), "target_modules": (list, str), "?peft_type": str}
+
+
+def _weights(path: Path) -> dict[str, Any]:
+    """An adapter's tensors; a missing or damaged file is an error naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as e:
+        raise AlignError(f"cannot read {path}: {str(e).splitlines()[0]}",
+                         hint="the artifact is damaged: retrain its stage (align run RECIPE --force STAGE)") from None
 
 
 def _is_hub_id(name: str) -> bool:

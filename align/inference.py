@@ -10,10 +10,10 @@ not that token).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
+from align import records
 from align.errors import AlignError
 from align.schema import ModelSpec
 
@@ -31,8 +31,6 @@ class Loaded:
 
 def artifact_spec(artifact: str, model: str | None = None) -> tuple[ModelSpec, Path | None]:
     """The model spec of a stage folder (from its config.yaml; `model` overrides the name), or of `base`."""
-    import yaml
-
     from align.recipe import build_model_spec
 
     if artifact == "base":
@@ -40,23 +38,21 @@ def artifact_spec(artifact: str, model: str | None = None) -> tuple[ModelSpec, P
             raise AlignError("'base' needs --model NAME (a hub id, a folder, a .gguf file or smollm2-135m-instruct)")
         return build_model_spec({"name": model}), None
     path = Path(artifact).resolve()
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text())
-        json.loads((path / "artifact.json").read_text())
-        json.loads((path / "model.json").read_text())
-    except (OSError, ValueError, yaml.YAMLError):
+    found = {name: records.read_or_none(path / name, spec) for name, spec in
+             (("config.yaml", records.CONFIG), ("artifact.json", records.ARTIFACT), ("model.json", records.MODEL))}
+    if bad := [name for name, record in found.items() if record is None]:
         raise AlignError(f"{artifact} is not a finished stage artifact (no readable config.yaml, artifact.json and "
-                         "model.json)",
+                         f"model.json of the shape align writes: {', '.join(bad)})",
                          hint="give a stage folder of a run, e.g. runs/quickstart/dpo, or 'base' with --model; "
-                              "`align runs` lists them") from None
-    return build_model_spec(config["model"] | ({"name": model} if model else {})), path
+                              "`align runs` lists them")
+    return build_model_spec(found["config.yaml"]["model"] | ({"name": model} if model else {})), path
 
 
 def open_artifact(artifact: str, model: str | None = None, head: str | None = None) -> Loaded:
     """The artifact's model (frozen, adapters merged, on `distributed.device()` as `models.load_model` places
     it) and its tokenizer."""
-    spec, path = artifact_spec(artifact, model)
-    kind = json.loads((path / "model.json").read_text())["head"] if path else head or "causal_lm"
+    spec, path = artifact_spec(artifact, model)  # checked the records read below
+    kind = records.load(path / "model.json")["head"] if path else head or "causal_lm"
     if head and head != kind:
         raise AlignError(f"{artifact} is a {kind.replace('_', ' ')} artifact; this command needs a "
                          f"{head.replace('_', ' ')} (a policy stage: sft, dpo, ppo, ...)")
@@ -70,7 +66,7 @@ def open_artifact(artifact: str, model: str | None = None, head: str | None = No
     else:
         loaded = load_artifact(path, spec)
         tok = _artifact_tokenizer(path, spec)
-        fp = json.loads((path / "artifact.json").read_text()).get("fingerprint", "")
+        fp = records.load(path / "artifact.json").get("fingerprint", "")
         source = str(path)
     return Loaded(loaded, tok, spec, kind, path, fp, source)
 
@@ -79,11 +75,18 @@ def _artifact_tokenizer(path: Path, spec: ModelSpec) -> Any:
     """The tokenizer the stage saved (with the recipe's chat template), else the base model's."""
     from transformers import AutoTokenizer
 
-    from align.models import load_tokenizer
+    from align.models import load_tokenizer, unloadable
 
     if not (path / "tokenizer").is_dir():
         return load_tokenizer(spec)
-    tok = AutoTokenizer.from_pretrained(path / "tokenizer", trust_remote_code=spec.trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(path / "tokenizer", trust_remote_code=spec.trust_remote_code)
+    except Exception as e:  # a damaged tokenizer.json: the tokenizers library raises a bare Exception
+        if (why := unloadable(e)) is None:
+            raise
+        raise AlignError(f"cannot load the tokenizer of {path}: {why}",
+                         hint=f"its tokenizer/ folder is damaged: retrain the stage, or delete {path / 'tokenizer'} "
+                              "to use the base model's") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

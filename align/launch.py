@@ -37,7 +37,8 @@ def wanted(args: argparse.Namespace, recipe: Recipe) -> tuple[int, str | None] |
     if "LOCAL_RANK" in os.environ or args.dry_run:
         return None
     spec = getattr(recipe, "launch", None)
-    n = args.num_processes or (spec.num_processes if spec else 1)
+    # an explicit --num-processes 0 is a mistake to say, not a flag left unset
+    n = args.num_processes if args.num_processes is not None else (spec.num_processes if spec else 1)
     config = args.accelerate_config or (spec.accelerate_config if spec else None)
     if n < 1:
         raise AlignError(f"--num-processes must be at least 1, got {n}")
@@ -52,17 +53,34 @@ def wanted(args: argparse.Namespace, recipe: Recipe) -> tuple[int, str | None] |
 def refuse_sharded_ppo_checkpoints(recipe: Recipe, config: str) -> None:
     """PPO writes its checkpoints (`save_steps`) from rank 0's whole weights, which FSDP and DeepSpeed ZeRO-3
     shard: refused before any process starts, naming the stage and the fix (align/stages/ppo.py)."""
-    import yaml
-
-    preset = yaml.safe_load(Path(config).read_text()) or {}
+    preset = read_config(config)
     kind = str(preset.get("distributed_type", ""))
-    stage3 = kind == "DEEPSPEED" and (preset.get("deepspeed_config") or {}).get("zero_stage") == 3
+    deepspeed = preset.get("deepspeed_config")
+    stage3 = kind == "DEEPSPEED" and isinstance(deepspeed, dict) and deepspeed.get("zero_stage") == 3
     for stage in recipe.stages:
         if stage.kind == "ppo" and stage.save_steps and (kind == "FSDP" or stage3):
             raise AlignError(f"stage {stage.name}: PPO checkpoints (save_steps: {stage.save_steps}) cannot be written "
                              f"under {config}, which shards the weights (FSDP / ZeRO-3)",
                              hint=f"set stages.{stage.name}.save_steps=0, or use recipes/accelerate/ddp.yaml or "
                                   "deepspeed-zero2.yaml")
+
+
+def read_config(config: str) -> dict:
+    """An accelerate config file as a mapping (as `accelerate launch` reads it), read safely; anything else is
+    refused here, before any process starts, naming the file."""
+    from align.yamlsafe import load_yaml
+
+    try:
+        text = Path(config).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or "not UTF-8 text"
+        raise AlignError(f"accelerate config {config}: cannot read it ({why})",
+                         hint="presets are in recipes/accelerate/ (see docs/scaling.md)") from None
+    preset = load_yaml(text, f"accelerate config {config}")[0]
+    if not isinstance(preset, dict):
+        raise AlignError(f"accelerate config {config}: expected a mapping of accelerate settings, got "
+                         f"{type(preset).__name__}", hint="presets are in recipes/accelerate/ (see docs/scaling.md)")
+    return preset
 
 
 def command(argv: list[str], num_processes: int, config: str | None) -> list[str]:

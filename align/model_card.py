@@ -9,12 +9,12 @@ libraries' versions, the command, the resolved recipe).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from align import records
 from align.report_data import OWN_REWARD, evaluation_rows, fmt, judged_by, load_run, metric_text, shown_metrics
 
 # licenses of the embedded models (their GGUF's upstream repository); other models: read from a local card
@@ -26,7 +26,7 @@ def write_card(artifact: Path, out: Path, weights: str, spec: Any) -> Path:
     run = load_run(artifact.parent)
     recipe = _recipe(artifact.parent, run)
     stage = artifact.name
-    meta = json.loads((artifact / "model.json").read_text())
+    meta = records.read(artifact / "model.json", records.MODEL, hint="retrain the stage that wrote it")
     hub_id, license_ = _base_info(spec.name)
     reward = meta["head"] == "reward"
     front = {"license": license_ or "other", "library_name": "peft" if weights == "adapter" else "transformers",
@@ -76,7 +76,7 @@ def _chain(artifact: Path) -> list[str]:
     names, folder = [], artifact
     while folder is not None:
         names.append(folder.name)
-        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config = records.read(folder / "config.yaml", records.CONFIG, hint="retrain the stage that wrote it")
         init = config["stage"].get("init", "base")
         folder = folder.parent / init if init != "base" else None
     return ["base", *names[::-1]]

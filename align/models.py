@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from align import console, distributed
+from align import console, distributed, records
 from align.distributed import is_main
 from align.errors import AlignError
 from align.schema import ModelSpec
@@ -166,8 +167,10 @@ def load_tokenizer(spec: ModelSpec, source: str | None = None) -> PreTrainedToke
     source = source or resolve_model(spec.name)
     try:
         tok = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    except OSError as e:
-        raise AlignError(f"cannot load the tokenizer of '{spec.name}': {str(e).splitlines()[0]}",
+    except Exception as e:  # missing files, no network, a damaged tokenizer.json (the tokenizers raise Exception)
+        if (why := unloadable(e)) is None:
+            raise
+        raise AlignError(f"cannot load the tokenizer of '{spec.name}': {why}",
                          hint="check model.name: a hub id needs internet or a cached copy") from None
     if spec.chat_template:
         tok.chat_template = CHATML if spec.chat_template == "chatml" else Path(spec.chat_template).read_text()
@@ -236,17 +239,25 @@ def _check_target_modules(model: PreTrainedModel, wanted: str | list[str]) -> No
     peft, a name the model lacks is skipped: `lm_head` is in a causal LM but not in the reward model built
     from the same settings), checked before training, with the names that would work: peft's own error is a
     bare ValueError."""
-    if isinstance(wanted, str):
-        return  # 'all-linear', or one regular expression: peft resolves it
+    if wanted == "all-linear":
+        return
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    linear = ", ".join(sorted({n.rsplit(".", 1)[-1] for n in names}))
+    if isinstance(wanted, str):  # peft reads one string as a regular expression the whole module name matches
+        if not any(re.fullmatch(wanted, n) for n, _ in model.named_modules()):
+            raise AlignError(f"model.lora.target_modules: '{wanted}', a regular expression, matches the whole name of "
+                             f"no module of {type(model).__name__} (e.g. {names[0] if names else 'none'})",
+                             hint=f"list module names instead, e.g. [{linear.split(', ')[-1]}]; its linear layers: "
+                                  f"{linear} (or 'all-linear')")
+        return
     missing = [w for w in wanted if not any(n == w or n.endswith(f".{w}") for n, _ in model.named_modules())]
     if len(missing) == len(wanted):
-        linear = sorted({n.rsplit(".", 1)[-1] for n in names})
         raise AlignError(f"model.lora.target_modules: no module named {', '.join(missing)} in {type(model).__name__}",
-                         hint=f"its linear layers: {', '.join(linear)} (or 'all-linear')")
+                         hint=f"its linear layers: {linear} (or 'all-linear')")
 
 
-def _load_base(spec: ModelSpec, source: str, head: Head, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
+def _load_base(spec: ModelSpec, source: str, head: Head, tok: PreTrainedTokenizerBase,
+               label: str | None = None) -> PreTrainedModel:
     kwargs = {"dtype": default_dtype(spec), "revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
@@ -261,8 +272,10 @@ def _load_base(spec: ModelSpec, source: str, head: Head, tok: PreTrainedTokenize
         kwargs["device_map"] = {"": distributed.device()}  # this rank's GPU (bitsandbytes quantizes there)
     try:
         model = _HEAD_CLASSES[head].from_pretrained(source, **kwargs)
-    except OSError as e:  # unknown hub id, no network, missing files: transformers says which in its message
-        raise AlignError(f"cannot load model '{spec.name}': {str(e).splitlines()[0]}",
+    except Exception as e:  # unknown hub id, no network, missing or damaged files: the library says which
+        if (why := unloadable(e)) is None:
+            raise
+        raise AlignError(f"cannot load model '{label or spec.name}': {why}",
                          hint="check model.name (a hub id needs internet or a cached copy; a local "
                               "folder needs config.json and weights)") from None
     model.config.pad_token_id = tok.pad_token_id  # reward/value heads find the last token through it
@@ -305,18 +318,19 @@ def artifact_head(artifact: str | Path) -> Head:
 
 
 def _meta(artifact: Path) -> dict:
-    try:
-        return json.loads((artifact / "model.json").read_text())
-    except (OSError, ValueError):
+    """The artifact's model.json, checked (`records.MODEL`)."""
+    meta = records.read_or_none(artifact / "model.json", records.MODEL)
+    if meta is None:
         raise AlignError(f"{artifact} is not a finished stage artifact (no readable model.json)",
-                         hint="rerun the stage that writes it") from None
+                         hint="rerun the stage that writes it (align run RECIPE --force STAGE)")
+    return meta
 
 
 def _load_chain(artifact: Path, spec: ModelSpec, head: Head, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
     """Rebuild an artifact's model: its parent chain down to the base, each adapter merged in turn."""
     meta = _meta(artifact)
     if meta["weights"] == "full":
-        return _load_base(spec, str(artifact / "model"), head, tok)
+        return _load_base(spec, str(artifact / "model"), head, tok, label=str(artifact))
     from peft import PeftConfig, PeftModel
 
     parent = meta.get("parent")
@@ -324,6 +338,24 @@ def _load_chain(artifact: Path, spec: ModelSpec, head: Head, tok: PreTrainedToke
                                                                                   head, tok)
     # an adapter trained under another head (SFT's, for a reward model) still fits the shared backbone:
     # load it as a task-free PeftModel, which assumes nothing about the head
-    config = PeftConfig.from_pretrained(artifact / "adapter")
-    config.task_type = None
-    return PeftModel.from_pretrained(base, artifact / "adapter", config=config).merge_and_unload()
+    try:
+        config = PeftConfig.from_pretrained(artifact / "adapter")
+        config.task_type = None
+        return PeftModel.from_pretrained(base, artifact / "adapter", config=config).merge_and_unload()
+    except Exception as e:  # peft and safetensors raise several types for a missing or damaged adapter
+        if (why := unloadable(e)) is None:
+            raise
+        raise AlignError(f"cannot load the adapter of {artifact}: {why}",
+                         hint=f"its files are missing or damaged, or it was trained on another model than "
+                              f"{spec.name}; retrain it (align run RECIPE --force {artifact.name})") from None
+
+
+def unloadable(e: BaseException) -> str | None:
+    """Why a model, adapter or tokenizer could not be read from its files (missing, truncated, not what the
+    loader expects, of another shape than the model), or None when `e` is not such an error: a bug to report."""
+    from safetensors import SafetensorError
+
+    shapes = isinstance(e, RuntimeError) and ("size mismatch" in str(e) or "Error(s) in loading" in str(e))
+    if isinstance(e, (OSError, ValueError, SafetensorError)) or shapes or type(e) is Exception:
+        return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]  # the tokenizers raise bare Exception
+    return None

@@ -41,6 +41,7 @@ from align.runs import (
     finished,
     finished_metrics,
     inside,
+    memory_error,
     read_manifest,
     run_folder,
     stage_inputs,
@@ -145,7 +146,7 @@ def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, ste
         metrics = finished_metrics(folder, fp, recorded)
         if metrics is None:
             return step("run", f"{folder.name}/metrics.json is missing or unreadable, and the manifest has none")
-        return step("reuse", done_by or f"unchanged since {done['finished_at']}", metrics=metrics)
+        return step("reuse", done_by or f"unchanged since {done.get('finished_at', '?')}", metrics=metrics)
     if done:
         return step("run", f"changed: {what_changed(done.get('inputs', {}), inputs)}")
     if partial:
@@ -215,7 +216,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[Step], manifest: Manif
                 raise
             except BaseException as e:
                 _record(manifest, name, status="failed", error=failure(e))
-                if mapped := write_error(e, checkpoints.work_folder(step.folder)):
+                if mapped := write_error(e, checkpoints.work_folder(step.folder)) or memory_error(e, name):
                     raise mapped from e
                 raise
             info = finished(step.folder)
@@ -371,15 +372,16 @@ def _swap_into_place(work: Path, final: Path) -> None:
 
 
 def _make_run_dir(run_dir: Path) -> None:
+    """Create the run folder and write a file in it: any failure here is the folder's (/proc, a read-only disk)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = inside(run_dir, f".write-test-{os.getpid()}")
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        if mapped := write_error(e, run_dir):
-            raise mapped from e
-        raise
+        raise write_error(e, run_dir) or AlignError(f"cannot make the run folder {run_dir}: "
+                                                    f"{(e.strerror or str(e)).lower()}",
+                                                    hint="set output_dir to a folder you can write") from e
 
 
 def summary_line(name: str, metrics: dict[str, Any], where: Path) -> str:

@@ -296,8 +296,14 @@ def _text(value: Any, where: str) -> str:
 
 
 def _is_number(v: Any) -> bool:
-    """A finite number (NaN or inf in a margin or score would make the loss NaN)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite number that a float holds (NaN or inf in a margin or score would make the loss NaN; an integer
+    past 1.8e308 has no float at all)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 # ---- checking a whole file ------------------------------------------------------------------------
@@ -313,9 +319,10 @@ def scan_file(path: str | Path) -> tuple[list[Ranking], list[str]]:
     regular_file(path, ref)
     if path.suffix != ".jsonl" or not path.is_file():  # JSON lists, Parquet and datasets: the reader's errors stand
         try:
-            return read_rankings(ref), []
+            good = read_rankings(ref)
         except AlignError as e:
             return [], [e.message + (f" ({e.hint})" if e.hint else "")]
+        return good, [] if good else [f"{ref}: no records (a .json [] or a CSV or Parquet file with no rows)"]
     try:
         raw = read_bytes(path)
     except AlignError as e:

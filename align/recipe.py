@@ -16,8 +16,9 @@ from align import schema
 from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
 from align.evaluation.hooks import HOOKS, import_user_hook, named
+from align.paths import looks_local, path_error
 from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
-from align.validator import Validator
+from align.validator import Validator, describe
 from align.yamlsafe import line_map, load_yaml
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a megabyte is generous and bounds parsing time
@@ -96,8 +97,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
         for i, part in enumerate(parts[:-1]):
             nxt = _child(node, part)
             if nxt is None:
-                if not isinstance(node, dict):
+                if isinstance(node, list):
                     raise AlignError(f"override '{item}': no stage named '{part}' at {'.'.join(parts[:i + 1])}")
+                if not isinstance(node, dict):
+                    raise AlignError(f"override '{item}': {'.'.join(parts[:i])} is {describe(node)}, not a mapping "
+                                     f"that could hold '{part}'")
                 nxt = node[part] = {}
             node = nxt
         if not isinstance(node, dict):
@@ -125,6 +129,12 @@ def _check_recipe(recipe: Recipe, v: Validator) -> None:
         v.error("stages", "a recipe needs at least one stage")
     if recipe.output_dir is None:  # the name is then a folder under runs/
         _check_name(recipe.name, "name", "recipe", v, schema.RECIPE_NAME)
+    elif why := path_error(recipe.output_dir):
+        v.error("output_dir", why)
+    accelerate = recipe.launch.accelerate_config if recipe.launch else None
+    if accelerate and not Path(accelerate).expanduser().is_file():
+        v.error("launch.accelerate_config", f"accelerate config '{accelerate}' is not a file (presets are in "
+                                            "recipes/accelerate/)")
     _check_model(recipe.model, v)
     seen: list[str] = []
     for i, stage in enumerate(recipe.stages):
@@ -157,7 +167,7 @@ def _check_recipe(recipe: Recipe, v: Validator) -> None:
         else:
             _check_data(data, f"{p}.data" if stage.data else f"data.{data_kind(stage.kind)}", v)
         mix = getattr(stage, "mix", None)
-        if mix is not None and mix.data and _looks_local(mix.data):
+        if mix is not None and mix.data and looks_local(mix.data):
             _check_local(mix.data, f"{p}.mix.data", v)
         if getattr(stage, "part", None) is not None:
             try:
@@ -178,13 +188,18 @@ def _check_name(name: str, path: str, what: str, v: Validator, pattern: re.Patte
         chars = "letters, digits, _, - and ." if "." in pattern.pattern else "letters, digits, _ and -"
         v.error(path, f"{what} name {name!r} may hold only {chars}, starting with a letter or digit (it names "
                       "a folder)")
+    elif len(name) > schema.MAX_NAME:  # the folder's name, and its work folders' (.<name>.partial), must fit
+        v.error(path, f"{what} name '{name[:20]}...' is {len(name)} characters; at most {schema.MAX_NAME} (it names "
+                      "a folder)")
     elif name.lower() in schema.RESERVED_NAMES:
         v.error(path, f"{what} name '{name}' is reserved (the run folder or `init` uses it); reserved: "
                       f"{', '.join(sorted(schema.RESERVED_NAMES))}")
 
 
 def _check_model(model: ModelSpec, v: Validator) -> None:
-    """What can be checked about the model without loading it: its template file and attention kernel."""
+    """What can be checked about the model without loading it: a local model folder or file, its template file,
+    attention kernel and LoRA targets."""
+    _check_model_path(model.name, v)
     template = model.chat_template
     if template and template != "chatml" and not Path(template).expanduser().is_file():
         v.error("model.chat_template", f"'{template}' is neither 'chatml' nor an existing template file")
@@ -196,6 +211,29 @@ def _check_model(model: ModelSpec, v: Validator) -> None:
     modules = model.lora.target_modules if model.lora else "all-linear"
     if isinstance(modules, list) and (not modules or not all(m.strip() for m in modules)):
         v.error("model.lora.target_modules", "a list of module names needs at least one non-empty name")
+    elif isinstance(modules, str) and modules != "all-linear":  # peft reads a string as one regular expression
+        try:
+            re.compile(modules)
+        except re.error as e:
+            v.error("model.lora.target_modules", f"'{modules}' is neither 'all-linear' nor a regular expression "
+                                                 f"({e}); list module names instead, e.g. [q_proj, v_proj]")
+
+
+def _check_model_path(name: str | None, v: Validator) -> None:
+    """A model named by a local path (./, /, ~ or .gguf) is what `models.resolve_model` loads: a .gguf file or a
+    folder with config.json and weights; a mistake here would otherwise surface only when the run loads it."""
+    if not isinstance(name, str) or not (name.startswith((".", "/", "~")) or name.endswith(".gguf")):
+        return  # a hub id or the embedded model
+    path = Path(name).expanduser()
+    if why := path_error(name):
+        v.error("model.name", why)
+    elif name.endswith(".gguf"):
+        if not path.is_file():
+            v.error("model.name", f"model file '{name}' does not exist")
+    elif not (path / "config.json").is_file():
+        v.error("model.name", f"'{name}' is not a model folder (no config.json) nor a .gguf file")
+    elif not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        v.error("model.name", f"model folder {name} has no weights (*.safetensors)")
 
 
 def _check_on_policy(stage: OnPolicyStage, p: str, no_reward: bool, v: Validator) -> None:
@@ -308,7 +346,7 @@ def _check_evals(recipe: Recipe, v: Validator) -> None:
                 and not Path(e.judge).expanduser().exists():
             v.error(f"{p}.judge", f"judging model '{e.judge}' does not exist (a local folder or .gguf file; "
                                   "paths are relative to the current folder)")
-        if e.data and _looks_local(e.data):
+        if e.data and looks_local(e.data):
             _check_local(e.data, f"{p}.data", v)
         elif e.data and e.hook == "compliance" and is_benchmark(e.data) and (why := missing(e.data)):
             v.error(f"{p}.data", why)
@@ -344,7 +382,7 @@ _DATA_HINTS = {"text": " (raw text to continue pretraining on: data.text: {train
 def _check_data(data: Any, path: str, v: Validator) -> None:
     for key in ("train", "eval"):
         ref = getattr(data, key)
-        if ref and _looks_local(ref):
+        if ref and looks_local(ref):
             _check_local(ref, f"{path}.{key}", v)
 
 
@@ -352,13 +390,9 @@ def _check_local(ref: str, path: str, v: Validator) -> None:
     """A local data reference exists and is a regular file or a folder (never a FIFO or device: reading one
     would block or never end)."""
     p = Path(ref).expanduser()
-    if not p.exists():
+    if why := path_error(ref):
+        v.error(path, why)
+    elif not p.exists():
         v.error(path, f"data file '{ref}' does not exist (paths are relative to the current folder)")
     elif not (p.is_file() or p.is_dir()):
         v.error(path, f"'{ref}' is not a regular file or a folder (a pipe or device?)")
-
-
-def _looks_local(ref: str) -> bool:
-    """A path with a file suffix or a leading ./ or / is local; 'org/name' is a hub dataset id."""
-    return ref.startswith((".", "/", "~")) or Path(ref).suffix in {".jsonl", ".json", ".csv", ".parquet", ".txt"} \
-        or Path(ref).expanduser().exists()

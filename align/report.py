@@ -16,7 +16,7 @@ from typing import Any
 
 from align.report_data import chart_sections, evaluation_rows, judged_by, load_run, metric_names
 from align.report_render import render_html, render_markdown
-from align.runs import write_error
+from align.runs import own_entries, write_error
 
 
 def summary_rows(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -34,6 +34,7 @@ def summary_rows(run_dir: str | Path) -> list[dict[str, Any]]:
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write `report.md` (with charts in `report_plots/`) and `report.html` into the run folder."""
     run = load_run(run_dir)
+    own_entries(run["dir"])  # report.md, report_plots/ ...: no link may lead the writes out of the run folder
     charts = chart_sections(run)
     plots = run["dir"] / "report_plots"
     md, html = run["dir"] / "report.md", run["dir"] / "report.html"

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from align import records
 from align.errors import AlignError
 from align.plots import line_chart, rows_chart, tick
 from align.runs import read_manifest
@@ -48,23 +49,20 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {"dir": run_dir, "manifest": manifest, "stages": {}, "notes": []}
     for name, info in stages.items():
         folder = run_dir / name
-        metrics = _read_json(folder / "metrics.json") or (info or {}).get("metrics") or {}
+        metrics = _read_json(folder / "metrics.json", dict) or (info or {}).get("metrics") or {}
         out["stages"][name] = {"info": info or {}, "metrics": metrics,
                                "history": _read_jsonl(folder / "history.jsonl", out["notes"]),
                                "samples": _read_jsonl(folder / "samples.jsonl", out["notes"])}
-    evals = _read_json(run_dir / "evals.json") or {}
-    out["evals"] = evals if isinstance(evals, dict) else {}
+    out["evals"] = _read_json(run_dir / "evals.json", records.EVALS) or {}
     return out
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+def _read_json(path: Path, spec: Any) -> Any:
+    """A record of the run folder of the shape `spec` (`records`), None when there is none."""
+    if not path.exists():
         return None
-    except (OSError, ValueError) as e:
-        raise AlignError(f"{path}: cannot read it as JSON ({e})", hint="the run may have been interrupted "
-                         "while writing it; rerun the stage or delete the file") from None
+    return records.read(path, spec, hint="the run may have been interrupted while writing it, or the file edited: "
+                                         "rerun the stage (or the run, for evals.json) or delete the file")
 
 
 def _read_jsonl(path: Path, notes: list[str]) -> list[dict[str, Any]]:
@@ -74,7 +72,7 @@ def _read_jsonl(path: Path, notes: list[str]) -> list[dict[str, Any]]:
     for line in path.read_text(errors="replace").splitlines():
         try:
             row = json.loads(line) if line.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):
             row = None
             bad += 1  # e.g. the last line of a run that was killed mid-write
         if isinstance(row, dict):

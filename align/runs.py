@@ -25,20 +25,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from align import records
 from align.errors import AlignError
+from align.paths import FINISHED, RUN_ENTRIES, check_run_folder
 from align.recipe import data_kind
 from align.schema import Recipe, StageBase
 
-FINISHED = "artifact.json"
 PACKAGES = ("align", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "wandb")
-# what the run folder holds besides stage folders: a stage may not be named like one of them
-RUN_ENTRIES = frozenset({"manifest.json", "recipe.yaml", "evals", "evals.json", "report.md", "report.html",
-                         "report_plots", "logs", "tensorboard", "wandb"})
 DEFAULT_ROOT = "runs"  # where a recipe without output_dir gets its run folder
 _WRITE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                  errno.EACCES: "permission denied", errno.EROFS: "read-only file system",
                  errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is not a folder",
-                 errno.EEXIST: "a file is in the way", errno.EISDIR: "a folder is in the way"}
+                 errno.EEXIST: "a file is in the way", errno.EISDIR: "a folder is in the way",
+                 errno.ENAMETOOLONG: "a file name is longer than the file system allows"}
 # how libraries that write without raising OSError say the disk is full (safetensors: Rust's io error)
 _LIBRARY_DISK_FULL = re.compile(r"os error (28|122)\b|no space left|disk quota exceeded|StorageFull", re.I)
 # torch's zip writer names no errno: "PytorchStreamWriter failed writing file ...", "unexpected pos ...",
@@ -77,15 +76,35 @@ def stage_path(run_dir: str | Path, stage: str, form: str = "{}") -> Path:
 
 def run_folder(recipe: Recipe) -> Path:
     """The recipe's run folder, resolved; without output_dir it must lie inside runs/ (a recipe named
-    '../x' does not get to pick a folder elsewhere)."""
+    '../x' does not get to pick a folder elsewhere). An existing folder must be a run folder
+    (`paths.check_run_folder`), and its own entries (report.md, evals/ ...) no links out of it (`own_entries`)."""
     if recipe.output_dir:
-        return Path(recipe.run_dir).resolve()
-    try:
-        return inside(DEFAULT_ROOT, recipe.name)
-    except AlignError:
-        raise AlignError(f"recipe name {recipe.name!r} does not name a folder inside {DEFAULT_ROOT}/",
-                         hint="name recipes with letters, digits, _ and -, or set output_dir to the run folder "
-                              "you want") from None
+        folder = Path(recipe.run_dir).resolve()
+    else:
+        try:
+            folder = inside(DEFAULT_ROOT, recipe.name)
+        except AlignError:
+            raise AlignError(f"recipe name {recipe.name!r} does not name a folder inside {DEFAULT_ROOT}/",
+                             hint="name recipes with letters, digits, _ and -, or set output_dir to the run folder "
+                                  "you want") from None
+    check_run_folder(folder)
+    own_entries(folder)
+    return folder
+
+
+def own_entries(run_dir: Path) -> None:
+    """Refuse a run folder whose own entries (report.md, evals/, manifest.json, .lock ...) lead out of it through
+    a link: align writes and deletes in them, and nothing outside the run folder is ever written or deleted."""
+    for name in sorted(RUN_ENTRIES | {".lock"}):
+        link = Path(run_dir) / name
+        try:
+            target = str(link.resolve()) if link.is_symlink() else None
+        except (OSError, RuntimeError):  # a loop of links
+            target = "itself (a loop of links)"
+        if target is not None and Path(run_dir).resolve() not in Path(target).parents:
+            raise AlignError(f"{link} is a link to {target}, outside the run folder; align writes there",
+                             hint="remove the link (or replace it by a copy of what it points to): nothing outside "
+                                  "the run folder is ever written or deleted")
 
 
 def write_error(e: BaseException, where: str | Path) -> AlignError | None:
@@ -105,6 +124,18 @@ def write_error(e: BaseException, where: str | Path) -> AlignError | None:
             return _cannot_write(where, _WRITE_ERRORS[errno.ENOSPC] if _nearly_full(where)
                                  else f"the write failed ({text.splitlines()[0][:200]})")
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def memory_error(e: BaseException, stage: str) -> AlignError | None:
+    """Running out of memory (the machine's or a GPU's) as a user error naming the settings that size it, or None
+    when `e` is not that: torch says so in a RuntimeError ("can't allocate memory") or its OutOfMemoryError."""
+    text = str(e).strip()
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or \
+            (isinstance(e, RuntimeError) and re.search(r"can't allocate memory|out of memory", text, re.I)):
+        return AlignError(f"stage {stage}: out of memory ({(text.splitlines() or [type(e).__name__])[0][:200]})",
+                          hint="lower batch_size (raise grad_accum to keep the batch), max_length or model.lora.r, "
+                               "or use a smaller model; finished stages are kept")
     return None
 
 
@@ -171,12 +202,10 @@ class RunLock:
 
 
 def finished(artifact: Path) -> dict[str, Any] | None:
-    """The artifact's completion record, or None if the folder is missing or unfinished."""
-    try:
-        info = json.loads((Path(artifact) / FINISHED).read_text())
-    except (OSError, ValueError):
-        return None
-    return info if info.get("status") == "finished" else None
+    """The artifact's completion record, or None if the folder is missing, unfinished, or its record damaged
+    (then the stage trains again, as after a crash)."""
+    info = records.read_or_none(Path(artifact) / FINISHED, records.ARTIFACT)
+    return info if info and info["status"] == "finished" else None
 
 
 def finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
@@ -261,15 +290,9 @@ class Manifest:
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
-    """A manifest as written by `Manifest`, or None when it is missing, not JSON or of another shape."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
-    stages = data.get("stages", {}) if isinstance(data, dict) else None
-    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
-        return None
-    return data
+    """A manifest as written by `Manifest`, or None when it is missing, not JSON or of another shape (a stage's
+    status that is no string, say: `align runs` and the report print them)."""
+    return records.read_or_none(Path(path), records.MANIFEST)
 
 
 def write_json(path: Path, data: Any) -> None:

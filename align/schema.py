@@ -14,11 +14,12 @@ from typing import ClassVar, Literal
 _INTERVAL = re.compile(r"^([\[(])(-?[\d.e]+|-inf), (-?[\d.e]+|inf)([\])])$")
 
 
-def _f(default, help: str, range: str | None = None, **kw):
+def _f(default, help: str, range: str | None = None, path: bool = False, **kw):
     """A dataclass field with a help text and, for a number, its range in interval notation ('[0, 1)',
     '(0, inf)'): `align.validator` refuses values outside it (and NaN, inf everywhere), the reference shows it.
+    `path`: the value may name a file or folder, so an empty one (the current folder to pathlib) is refused.
     Mutable defaults pass `default_factory` instead."""
-    meta = {"help": help}
+    meta = {"help": help, "path": path}
     if range is not None:
         meta["range"] = interval(range)
     if "default_factory" in kw:
@@ -39,6 +40,7 @@ STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 leading dashes."""
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """Recipe names: the default run folder runs/<name>; a dot may follow the first character (qwen2.5)."""
+MAX_NAME = 100  # characters of a stage or recipe name: folder names (and .<name>.partial) stay under 255 bytes
 RESERVED_NAMES = frozenset({"base", "start", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
                             "logs", "lock", "checkpoints", "runs"})
 """Names a stage may not take: what else the run folder holds (`evals/`, `report_plots/`, `logs/`, `tensorboard/`,
@@ -71,7 +73,7 @@ class LoraSpec:
 class ModelSpec:
     name: str = _f(
         "smollm2-135m-instruct",
-        "Hub id, local folder, .gguf file, or the embedded 'smollm2-135m-instruct'.",
+        "Hub id, local folder, .gguf file, or the embedded 'smollm2-135m-instruct'.", path=True,
     )
     adapter: Literal["lora", "full", "qlora"] = _f("lora", "Train LoRA adapters, all weights, or 4-bit QLoRA (CUDA).")
     lora: LoraSpec = _f(None, "LoRA settings (adapter: lora or qlora).", default_factory=LoraSpec)
@@ -82,7 +84,7 @@ class ModelSpec:
         None, "Trade compute for memory; unset = on only for models over 1B parameters on a GPU."
     )
     chat_template: str | None = _f(
-        None, "Jinja chat template file (must exist), or 'chatml', for a tokenizer that has none."
+        None, "Jinja chat template file (must exist), or 'chatml', for a tokenizer that has none.", path=True
     )
     trust_remote_code: bool = _f(False, "Run model code from the hub repository (off unless you trust it).")
     revision: str | None = _f(None, "Hub revision (branch, tag or commit).")
@@ -93,8 +95,8 @@ class ModelSpec:
 @dataclass
 class DataSpec:
     train: str = _f(None, "Training data: a JSONL file (or .txt for data.text), a local dataset folder, or a hub "
-                          "dataset id.")
-    eval: str | None = _f(None, "Held-out data, same forms as train.")
+                          "dataset id.", path=True)
+    eval: str | None = _f(None, "Held-out data, same forms as train.", path=True)
     eval_fraction: float = _f(0.0, "Hold out this fraction of train when no eval set is given.", "[0, 1)")
     split: str = _f("train", "Split to read from a hub dataset or dataset folder.")
     max_examples: int | None = _f(None, "Use at most this many training examples; unset = all.", "[1, inf)")
@@ -136,7 +138,8 @@ class GenerationSpec:
 
 @dataclass
 class MixSpec:
-    data: str = _f(None, "General-domain data of the stage's own format (chat for sft, rankings/pairs for dpo).")
+    data: str = _f(None, "General-domain data of the stage's own format (chat for sft, rankings/pairs for dpo).",
+                   path=True)
     ratio: float = _f(0.1, "Share of the training set drawn from `data` (examples, after mixing); 0 = none.", "[0, 1)")
 
 
@@ -147,7 +150,7 @@ class EvalSpec:
     data: str | None = _f(None, "The hook's data: rankings (rm_accuracy), prompts (win_rate, llm_judge, kl, samples, "
                                 "compliance: with labels, or a benchmark name: xstest, advbench, harmbench, "
                                 "strongreject), text or chat (perplexity); unset = the recipe's held-out data of "
-                                "that kind.")
+                                "that kind.", path=True)
     max_examples: int | None = _f(None, "Use at most this many records (compliance: balanced over labels).",
                                   "[1, inf)")
     against: str = _f("base", "win_rate, llm_judge: what each row's policy is compared with: 'base' (the recipe's "
@@ -367,7 +370,8 @@ class LaunchSpec:
     num_processes: int = _f(1, "Data-parallel processes `align run` starts (torchrun, one per GPU; docs/scaling.md).",
                             "[1, inf)")
     accelerate_config: str | None = _f(None, "An accelerate config (presets: recipes/accelerate/) to launch "
-                                             "through `accelerate launch` instead: FSDP, DeepSpeed, several machines.")
+                                             "through `accelerate launch` instead: FSDP, DeepSpeed, several machines.",
+                                       path=True)
 
 
 @dataclass
@@ -379,7 +383,7 @@ class Recipe:
     tracking: TrackingSpec = _f(None, "Experiment tracking.", default_factory=TrackingSpec)
     evals: list[EvalSpec] = _f(None, "Evaluation hooks, run on the base model (the baseline row) and after "
                                      "every stage, on the same held-out data.", default_factory=list)
-    output_dir: str | None = _f(None, "Run folder (~ is your home); unset = runs/<name>.")
+    output_dir: str | None = _f(None, "Run folder (~ is your home); unset = runs/<name>.", path=True)
     seed: int = _f(42, "Random seed for every stage that sets none.", SEED)
     launch: LaunchSpec = _f(None, "Processes to run the stages in (the `align run` flags win).",
                             default_factory=LaunchSpec)

@@ -25,6 +25,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from align import records
 from align.errors import AlignError
 from align.schema import TrackingSpec
 
@@ -164,8 +165,8 @@ def _stage_artifact(folder: Path) -> Any:
     import wandb
 
     folder = Path(folder)
-    meta = json.loads((folder / "model.json").read_text())
-    done = json.loads((folder / "artifact.json").read_text())
+    meta = records.read(folder / "model.json", records.MODEL, hint="retrain the stage that wrote it")
+    done = records.read(folder / "artifact.json", records.ARTIFACT, hint="retrain the stage that wrote it")
     art = wandb.Artifact(artifact_name(f"{folder.parent.name}-{folder.name}"),
                          type="reward-model" if meta["head"] == "reward" else "model",
                          metadata={"stage": folder.name, "kind": done.get("kind"),

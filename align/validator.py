@@ -16,11 +16,13 @@ from typing import Any
 
 from align.schema import STAGE_KINDS, StageBase
 
+MAX_INT = 2 ** 63 - 1  # torch, numpy and the tokenizers take 64-bit integers; a larger one fails deep inside them
+
 
 def out_of_range(value: float, rng: tuple[str, float, float, bool, bool]) -> str | None:
     """Why `value` is outside `rng` ('must be > 0'), or None when it is inside."""
     text, lo, hi, lo_in, hi_in = rng
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):  # an int is finite however large (never float()ed)
         return "must be a finite number"
     if (value < lo or (value == lo and not lo_in)) or (value > hi or (value == hi and not hi_in)):
         if math.isinf(hi):
@@ -65,6 +67,10 @@ class Validator:
                                                  f"; valid keys: {', '.join(fields)}"))
                 continue
             kwargs[key] = self.value(hints[key], value, sub)
+            if fields[key].metadata.get("path") and isinstance(value, str) and not value.strip():
+                self.error(sub, "an empty path, which would mean the current folder; name the file or folder, or "
+                                "remove the key")
+                kwargs[key] = _BAD
             rng = fields[key].metadata.get("range")
             if rng and isinstance(kwargs[key], (int, float)) and not isinstance(kwargs[key], bool):
                 why = out_of_range(kwargs[key], rng)
@@ -101,16 +107,17 @@ class Validator:
             return value
         if tp is dict or origin is dict:
             if not isinstance(value, dict):
-                self.error(path, f"expected a mapping, got {_describe(value)}")
+                self.error(path, f"expected a mapping, got {describe(value)}")
                 return _BAD
             return value
         if origin is list:
             if not isinstance(value, list):
-                self.error(path, f"expected a list, got {_describe(value)}")
+                self.error(path, f"expected a list, got {describe(value)}")
                 return _BAD
             if args and args[0] is StageBase:
                 return [self.stage(item, item_key(path, i, item)) for i, item in enumerate(value)]
-            return [self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
+            items = [self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
+            return _BAD if any(x is _BAD for x in items) else items  # reported; later checks see no half list
         if dataclasses.is_dataclass(tp):
             if isinstance(value, str) and getattr(tp, "SHORTHAND", None):
                 value = {tp.SHORTHAND: value}
@@ -124,18 +131,26 @@ class Validator:
             except ValueError:
                 pass
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int past 1.8e308: no float holds it
+                self.error(path, f"must be a finite number, got an integer of {len(str(value))} digits")
+                return _BAD
         if tp is float and isinstance(value, float) and not math.isfinite(value):
             self.error(path, f"must be a finite number, got {value}")
             return _BAD
+        if tp is int and isinstance(value, int) and abs(value) > MAX_INT:
+            shown = value if len(str(value)) < 30 else f"an integer of {len(str(value))} digits"
+            self.error(path, f"{shown} is larger than any count, size or seed align can use (at most {MAX_INT})")
+            return _BAD
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value
-        self.error(path, f"expected {tp.__name__}, got {_describe(value)}")
+        self.error(path, f"expected {tp.__name__}, got {describe(value)}")
         return _BAD
 
     def stage(self, raw: Any, path: str) -> StageBase | None:
         if not isinstance(raw, dict):
-            self.error(path, f"a stage is a mapping with at least name and kind, got {_describe(raw)}")
+            self.error(path, f"a stage is a mapping with at least name and kind, got {describe(raw)}")
             return None
         kind = raw.get("kind", raw.get("name"))
         if kind not in STAGE_KINDS:
@@ -153,5 +168,5 @@ def _optional(tp: Any) -> bool:
     return type(None) in typing.get_args(tp)
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     return "nothing" if value is None else f"{type(value).__name__} {value!r}"

@@ -21,7 +21,12 @@ def load_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     """`yaml.safe_load` that refuses what it would silently accept: a key given twice (safe_load keeps the
     last), aliases expanding past MAX_YAML_NODES nodes (a few lines can expand to billions) or to themselves,
     and nesting deeper than Python's stack. Returns the data and the node tree (for line numbers)."""
-    loader = yaml.SafeLoader(text)
+    try:  # the loader itself refuses control characters (NUL, escape codes) as it is made
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise AlignError(f"{source} line {line}: character {e.character:#06x} is a control character, which "
+                         "YAML does not allow", hint="remove it (a binary file, or text pasted with it?)") from None
     try:
         root = loader.get_single_node()
         if root is not None:
@@ -33,6 +38,9 @@ def load_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         raise AlignError(f"{source}{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
     except RecursionError:
         raise AlignError(f"{source}: YAML nested too deeply to read") from None
+    except ValueError as e:  # an integer of more digits than Python converts (4300)
+        raise AlignError(f"{source}: a number too long to read ({str(e).split(';')[0]})",
+                         hint="write a number of a sensible size") from None
     finally:
         loader.dispose()
 

@@ -130,10 +130,7 @@ def evaluate_row(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, run
         ctx = HookContext(row, spec, data, model_spec, run_dir, judges[i] if judges else None, dict(spec.args), seed)
         if hook is None:
             with console.step(_step_label(row, spec, data, "user hook")):
-                result = import_user_hook(spec.hook)(models.get(row.artifact, row.head), models.tok, ctx)
-            if not isinstance(result, dict):
-                raise AlignError(f"hook {spec.hook} returned {type(result).__name__}; a hook returns a dict of "
-                                 "metric name -> number")
+                result = run_user_hook(spec.hook, models.get(row.artifact, row.head), models.tok, ctx)
             out["metrics"] |= named(result, spec)
             continue
         if row.head != hook.head:
@@ -202,6 +199,27 @@ def import_user_hook(ref: str) -> Any:
     if not callable(fn):
         raise AlignError(f"hook {ref} is a {type(fn).__name__}, not a function")
     return fn
+
+
+def run_user_hook(ref: str, model: Any, tok: Any, ctx: HookContext) -> dict[str, Any]:
+    """Call a user hook: what it raises is an error in its code (said so, not as a bug in align; --debug shows
+    its traceback), and what it returns must be a dict of metric name -> number (or None: not measured), which
+    gates compare and the report and trackers print."""
+    fn = import_user_hook(ref)
+    try:
+        result = fn(model, tok, ctx)
+    except AlignError:
+        raise
+    except Exception as e:
+        raise AlignError(f"hook {ref} raised {type(e).__name__}: {str(e)[:300]}",
+                         hint="the error is in the hook's own code; rerun with --debug for its traceback") from e
+    if not isinstance(result, dict):
+        raise AlignError(f"hook {ref} returned {type(result).__name__}; a hook returns a dict of metric name -> number")
+    bad = [k for k, v in result.items() if not isinstance(k, str) or not isinstance(v, (int, float, type(None)))]
+    if bad:
+        raise AlignError(f"hook {ref} returned {bad[0]!r}: {result[bad[0]]!r}; a hook returns a dict of metric name "
+                         "(a string) -> number", hint="leave out what is not a number, or return None for it")
+    return result
 
 
 def held_out(ctx: HookContext, parse: Callable[[str, int, dict], Any]) -> list[Any]:

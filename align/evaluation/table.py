@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from align import records
 from align.errors import AlignError
 from align.evaluation.gates import GateFailed, check_gates
 from align.evaluation.hooks import HOOKS, Row, evaluate_row
 from align.models import artifact_head
 from align.recipe import reward_stage
-from align.runs import content_hash, write_json
+from align.runs import content_hash, finished, write_json
 from align.schema import EvalSpec, ModelSpec, OnPolicyStage, Recipe, StageBase
 
 
@@ -34,12 +35,9 @@ def evaluate_cached(evals: Sequence[EvalSpec], row: Row, model_spec: ModelSpec, 
     """`evaluate_row`, reusing `evals/<cache or row>.json` when it was computed with the same key (the row's
     model fingerprint, the hooks, their data and judges): a rerun that reuses a stage does not re-measure it."""
     path = run_dir / "evals" / f"{cache or row.name}.json"
-    try:
-        cached = json.loads(path.read_text())
-        if cached.get("key") == key:
-            return cached
-    except (OSError, ValueError):
-        pass
+    cached = records.read_or_none(path, records.CACHED_ROW)  # missing or damaged: measured again
+    if cached is not None and cached["key"] == key:
+        return cached
     result = evaluate_row(evals, row, model_spec, run_dir, judges, defaults, seed, sampled) | {"key": key}
     path.parent.mkdir(exist_ok=True)
     write_json(path, result)
@@ -197,8 +195,6 @@ def evaluate_artifact(artifact: str, spec: EvalSpec, model: str | None = None,
                       judge: str | None = None) -> dict[str, Any]:
     """One hook on one stage artifact (or 'base' with `model`), outside a pipeline: `align eval`. A hook that
     cannot measure this artifact, or a win rate without its judge, is an error saying what is missing."""
-    import yaml
-
     from align.recipe import build_model_spec
 
     if artifact == "base":
@@ -207,12 +203,11 @@ def evaluate_artifact(artifact: str, spec: EvalSpec, model: str | None = None,
         row, model_spec, run_dir = Row("base", None), build_model_spec({"name": model}), Path.cwd()
     else:
         path = Path(artifact).resolve()
-        try:
-            config = yaml.safe_load((path / "config.yaml").read_text())
-        except (OSError, yaml.YAMLError):
+        config = records.read_or_none(path / "config.yaml", records.CONFIG)
+        if config is None:
             raise AlignError(f"{artifact} is not a finished stage artifact (no readable config.yaml)",
                              hint="give a stage folder of a run, e.g. runs/quickstart/dpo, or 'base' with "
-                                  "--model") from None
+                                  "--model")
         model_spec = build_model_spec(config["model"] | ({"name": model} if model else {}))
         init = config["stage"].get("init", "base")
         run_dir = path.parent
@@ -242,3 +237,19 @@ def _check_applies(spec: EvalSpec, row: Row, judge: str | None) -> None:
     if spec.hook in ("win_rate", "llm_judge") and row.artifact is None and spec.against in ("base", "start"):
         raise AlignError(f"hook {spec.hook} compares a policy with another, and the base model against 'base' "
                          "is itself", hint="give a stage artifact, or --against another artifact folder")
+    if spec.against not in ("base", "start"):
+        _check_artifact("--against", spec.against, None)
+    if judge and spec.hook in ("win_rate", "samples"):
+        _check_artifact("--judge", judge, "reward")
+
+
+def _check_artifact(flag: str, value: str, head: str | None) -> None:
+    """--against names a finished stage artifact, --judge (win_rate, samples) an rm stage's: else the hook would
+    measure nothing, or judge with a policy's weights under a new, random score head."""
+    meta = records.read_or_none(Path(value) / "model.json", records.MODEL)
+    if not finished(Path(value)) or meta is None:
+        raise AlignError(f"{flag} {value}: not a finished stage artifact", hint="give a stage folder of a run "
+                         "(`align runs` lists them)" + ("" if head else ", or 'base' or 'start'"))
+    if head and meta["head"] != head:
+        raise AlignError(f"{flag} {value}: a {meta['head'].replace('_', ' ')} artifact; the judge is a reward model",
+                         hint="give an rm stage's folder, e.g. runs/quickstart/rm")
