@@ -50,7 +50,9 @@ class Validator:
             while probe and probe not in self.lines:
                 probe = probe.rpartition(".")[0]
             where = f"line {self.lines[probe]}" if probe else "top level"
-        self.errors.append(f"{where}, {path or '<recipe>'}: {message}")
+        line = f"{where}, {path or '<recipe>'}: {message}"
+        if line not in self.errors:  # one data section checked for each stage that reads it is one problem
+            self.errors.append(line)
 
     def build(self, cls: type, raw: Any, path: str) -> Any:
         if not isinstance(raw, dict):

@@ -76,6 +76,20 @@ def test_missing_data_file(tmp_path, train_file):
     assert "line 5, data.sft.train: data file" in msg and "nope.jsonl' does not exist" in msg
 
 
+def test_a_data_file_two_stages_read_is_one_problem(tmp_path):
+    body = """name: r
+model: {name: some/model}
+data:
+  rankings: {train: missing.jsonl}
+stages:
+  - {name: rm, kind: rm}
+  - {name: dpo, kind: dpo}
+"""
+    msg = problems(recipe(tmp_path, None, body=body))
+    assert msg.count("data.rankings.train: data file 'missing.jsonl' does not exist") == 1, msg
+    assert "1 problem" in msg, msg
+
+
 def test_init_must_name_an_earlier_stage(tmp_path, train_file):
     body = BASE.format(train=train_file, extra="    init: second\n") + "  - name: second\n    kind: sft\n"
     msg = problems(recipe(tmp_path, train_file, body=body))
