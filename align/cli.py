@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 from align.errors import AlignError
-from align.paths import output_file
+from align.paths import looks_local, output_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +267,8 @@ def _check_eval_args(args: argparse.Namespace) -> None:
             raise AlignError(f"{flag} must be >= 1, got {value}")
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise AlignError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    if args.data and looks_local(args.data) and not Path(args.data).expanduser().exists():
+        raise AlignError(f"--data {args.data}: no such file", hint="paths are relative to the current folder")
     if args.json:
         args.json = str(output_file("--json", args.json, inputs={"the --data file": args.data}))
     check_cache_folder()

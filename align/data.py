@@ -101,6 +101,9 @@ def read_bytes(path: Path) -> bytes:
     for magic, what in _BINARY.items():
         if raw.startswith(magic):
             raise AlignError(f"{path}: {what}, not a data file align reads", hint=f"supported: {SUPPORTED}")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # Windows tools save "Unicode" text as UTF-16, with this mark
+        raise AlignError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); align reads UTF-8",
+                         hint="re-encode the file as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
     if raw.startswith(b"PAR1"):
         raise AlignError(f"{path}: a Parquet file without the .parquet suffix", hint="rename it to .parquet")
     return raw

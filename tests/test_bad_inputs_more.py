@@ -105,6 +105,12 @@ CONSOLE: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                                         "is a folder align did not make (no manifest.json)"),
     "output-dir-is-home": ({"r.yaml": RECIPE + "output_dir: ~/\n", "home/report.md": "mine"}, ["run", "r.yaml"],
                            "home is a folder align did not make"),
+    # a data file saved as UTF-16 (Windows' "Unicode"): named once, before any line is read
+    "data-file-utf16": ({"p.jsonl": (json.dumps(GOOD) + "\n").encode("utf-16")}, ["data", "check", "p.jsonl"],
+                        "p.jsonl: UTF-16 text"),
+    # align eval's data file, checked before the model loads
+    "eval-data-missing": ({}, ["eval", "base", "--hook", "perplexity", "--data", "missing.jsonl"],
+                          "--data missing.jsonl: no such file"),
 }
 
 
