@@ -101,7 +101,9 @@ def read_bytes(path: Path) -> bytes:
     for magic, what in _BINARY.items():
         if raw.startswith(magic):
             raise AlignError(f"{path}: {what}, not a data file align reads", hint=f"supported: {SUPPORTED}")
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # Windows tools save "Unicode" text as UTF-16, with this mark
+    # Windows tools save "Unicode" text as UTF-16: a byte-order mark, then a NUL beside every ASCII character
+    # (JSON keys, CSV headers); without the NULs, two such bytes are just a bad first line
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\x00" in raw[:64]:
         raise AlignError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); align reads UTF-8",
                          hint="re-encode the file as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
     if raw.startswith(b"PAR1"):
