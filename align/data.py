@@ -8,7 +8,6 @@ Raw text for continued pretraining is `{"text": ...}` records, or .txt files rea
 from __future__ import annotations
 
 import csv
-import errno
 import hashlib
 import io
 import json
@@ -20,6 +19,7 @@ from typing import Any
 from align.console import progress, step
 from align.errors import AlignError
 from align.jsonsafe import loads
+from align.paths import path_error
 from align.schema import DataSpec, MixSpec
 
 Record = dict[str, Any]
@@ -34,15 +34,9 @@ _BINARY = {b"PK\x03\x04": "a zip archive", b"\x1f\x8b": "gzip-compressed", b"ARR
 def regular_file(path: Path, ref: str) -> None:
     """Refuse a path that exists but is not a regular file or folder (a FIFO would block the reader
     forever, a device never end), or that can name no file (too long a name, a loop of links)."""
-    try:
-        path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return  # the reader says it does not exist, or reads it as a hub dataset id
-    except OSError as e:
-        hint = {errno.ELOOP: "a link that leads back to itself", errno.ENAMETOOLONG: "a file or folder name is at "
-                "most 255 bytes"}.get(e.errno, f"use a file: {SUPPORTED}")
-        raise AlignError(f"{ref}: {(e.strerror or str(e)).lower()}", hint=hint) from None
-    if not (path.is_file() or path.is_dir()):
+    if why := path_error(str(path)):
+        raise AlignError(why, hint=f"use a file: {SUPPORTED}")
+    if path.exists() and not (path.is_file() or path.is_dir()):
         raise AlignError(f"{ref} is not a regular file (a pipe, socket or device)", hint=f"use a file: {SUPPORTED}")
 
 

@@ -14,6 +14,7 @@ Three rules, one home each:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -36,7 +37,9 @@ def path_error(ref: str) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:
-        return f"'{_short(ref)}': {(e.strerror or str(e)).lower()}"
+        why = {errno.ELOOP: " (a link that leads back to itself)",
+               errno.ENAMETOOLONG: f" (a file or folder name is at most {NAME_MAX} bytes)"}.get(e.errno, "")
+        return f"'{_short(ref)}': {(e.strerror or str(e)).lower()}{why}"
     return None
 
 
