@@ -254,7 +254,8 @@ def _check_eval_args(args: argparse.Namespace) -> None:
     import difflib
     import math
 
-    from align.evaluation.hooks import HOOKS, import_user_hook
+    from align.evaluation.hooks import HOOKS
+    from align.evaluation.user_hooks import import_user_hook
 
     if ":" in args.hook:
         import_user_hook(args.hook)

@@ -43,6 +43,7 @@ from align.runs import (
     inside,
     memory_error,
     read_manifest,
+    refuse_damaged,
     run_folder,
     stage_inputs,
     stage_path,
@@ -132,6 +133,7 @@ def _decide(stage: StageBase, inputs: dict[str, Any], fp: str, folder: Path, ste
                     checkpoint=partial.checkpoint)
     if forced:
         return step("run", "forced")
+    refuse_damaged(folder, stage.name)
     if ran.get(stage.init):
         return step("run", f"its start model {stage.init} is new", forced=True)
     if judge and ran.get(judge):

@@ -15,7 +15,8 @@ from typing import Any
 from align import schema
 from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
-from align.evaluation.hooks import HOOKS, import_user_hook, named
+from align.evaluation.hooks import HOOKS, named
+from align.evaluation.user_hooks import import_user_hook
 from align.paths import looks_local, path_error
 from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
 from align.validator import Validator, describe

@@ -202,10 +202,24 @@ class RunLock:
 
 
 def finished(artifact: Path) -> dict[str, Any] | None:
-    """The artifact's completion record, or None if the folder is missing, unfinished, or its record damaged
-    (then the stage trains again, as after a crash)."""
+    """The artifact's completion record, or None if the folder is missing, unfinished, or its record damaged."""
     info = records.read_or_none(Path(artifact) / FINISHED, records.ARTIFACT)
     return info if info and info["status"] == "finished" else None
+
+
+def refuse_damaged(folder: Path, stage: str) -> None:
+    """Refuse a stage folder that exists without a finished record. align moves a stage's folder into place only
+    after writing its artifact.json (a crash leaves the work folder, which resumes), so such a folder was
+    changed by hand: training the stage again would replace weights that may be all that is left of it."""
+    if not folder.exists() or finished(folder):
+        return
+    hint = f"restore {folder.name}/{FINISHED}, or train the stage again with --force {stage} (its folder is replaced)"
+    try:
+        why = f"{folder / FINISHED}: status {records.read(folder / FINISHED, records.ARTIFACT, hint)['status']!r}"
+    except AlignError as e:
+        why = e.message
+    raise AlignError(f"stage {stage}: its folder holds no finished record, so align will not train over it ({why})",
+                     hint=hint)
 
 
 def finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:

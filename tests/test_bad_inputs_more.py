@@ -53,6 +53,10 @@ CONSOLE: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                              "model.lora.target_modules[0]: expected str, got int 1"),
     "gate-item-wrong-type": ({"r.yaml": _stage("    gate: [5]\n")}, ["validate", "r.yaml"],
                              "r.yaml: 1 problem in the recipe"),
+    # a user hook that cannot be called as function(model, tok, ctx): found before any stage trains
+    "user-hook-signature": ({"r.yaml": RECIPE + "evals:\n  - {hook: 'hk:two'}\n",
+                             "hk.py": "def two(model, tok):\n    return {}\n"}, ["validate", "r.yaml"],
+                            "hook hk:two takes (model, tok); a hook is called as function(model, tok, ctx)"),
     # empty paths: the current folder to pathlib
     "empty-data-path": ({"r.yaml": RECIPE}, ["validate", "r.yaml", "data.sft.train="],
                         "data.sft.train: an empty path, which would mean the current folder"),
@@ -153,7 +157,9 @@ def run(tiny_run, tmp_path) -> Path:
     write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "what is two plus two"}])
     write_jsonl(tmp_path / "text.jsonl", [{"text": "the cat sat on the mat"}])
     (tmp_path / "hook.py").write_text("def broken(model, tok, ctx):\n    raise ValueError('my bug')\n\n"
-                                      "def words(model, tok, ctx):\n    return {'quality': 'high'}\n")
+                                      "def words(model, tok, ctx):\n    return {'quality': 'high'}\n\n"
+                                      "def nan(model, tok, ctx):\n    return {'score': float('nan')}\n\n"
+                                      "def two(model, tok):\n    return {}\n")
     return tmp_path / "run"
 
 
@@ -209,6 +215,12 @@ ON_A_RUN = {
                               "hook hook:broken raised ValueError: my bug"),
     "eval-user-hook-returns-text": (None, ["eval", "run/sft", "--hook", "hook:words"],
                                     "hook hook:words returned 'quality': 'high'"),
+    "eval-user-hook-returns-nan": (None, ["eval", "run/sft", "--hook", "hook:nan"],
+                                   "hook hook:nan returned 'score': nan; a hook returns a dict of metric name "
+                                   "(a string) -> a finite number"),
+    "eval-user-hook-takes-two-arguments": (None, ["eval", "run/sft", "--hook", "hook:two"],
+                                           "hook hook:two takes (model, tok); a hook is called as "
+                                           "function(model, tok, ctx)"),
     "export-out-inside-an-artifact": (None, ["export", "run/sft", "--out", "run/sft/adapter/x"],
                                       "is inside the stage artifact"),
     "export-out-name-too-long": (None, ["export", "run/sft", "--out", "e" * 300], "file name too long"),
@@ -265,3 +277,22 @@ def test_a_run_folder_whose_manifest_was_deleted_is_still_a_run_folder(run):
     write_jsonl(run.parent / "chat.jsonl", [chat("hi", "hello")])
     out = align_cli("run", "r.yaml", "--dry-run", cwd=run.parent)
     assert out.returncode == 0 and "sft:" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("record", ["{", '{"status": "training"}', None])
+def test_a_stage_folder_with_a_damaged_record_is_not_trained_over(run, tiny_model_dir, record):
+    """align moves a stage folder into place only after its artifact.json: one without a finished record was
+    changed by hand, and its weights stay until --force asks for the stage again."""
+    _replace(run / "sft" / "artifact.json", record)
+    recipe = run.parent / "r.yaml"
+    recipe.write_text(TINY_RECIPE.format(model=tiny_model_dir, out="run"))
+    write_jsonl(run.parent / "chat.jsonl", [chat("what is two plus two", "four is the answer")] * 4)
+    before = snapshot(run.parent)
+    out = align_cli("run", "r.yaml", cwd=run.parent, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2 and "Traceback" not in text, text[-3000:]
+    assert "run/sft/artifact.json" in text and "--force sft" in text, text[-3000:]
+    assert snapshot(run.parent) == before
+    forced = align_cli("run", "r.yaml", "--force", "sft", cwd=run.parent, timeout=300)
+    assert forced.returncode == 0, (forced.stdout + forced.stderr)[-3000:]
+    assert json.loads((run / "sft" / "artifact.json").read_text())["status"] == "finished"

@@ -21,10 +21,7 @@ when a recipe names it. `HOOKS` is the only list of built-ins: `align.recipe` va
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from typing import Any
 
 from align import console
 from align.errors import AlignError
+from align.evaluation.user_hooks import run_user_hook
 from align.schema import DataSpec, EvalSpec, ModelSpec
 
 
@@ -175,51 +173,6 @@ def judge_label(spec: EvalSpec, judge: Path | None) -> str:
     if spec.hook == "llm_judge":
         return f"LLM {spec.judge}"
     return f"rm stage {judge.name}" if judge is not None else "none"
-
-
-def import_user_hook(ref: str) -> Any:
-    """Import a user hook 'module:function' now (at validation, before any training) and return the function.
-
-    The current folder is appended to sys.path, as `python -m align` would put it first: the `align`
-    console script's sys.path lacks it, so `myhooks.py` beside the recipe would not import. Appended, not
-    prepended, so a file in the current folder cannot shadow an installed package. The module stays in
-    sys.modules; the evaluation and `align eval` load hooks through this same function."""
-    module, _, name = ref.partition(":")
-    if not module or not name:
-        raise AlignError(f"hook '{ref}' is not 'module:function'")
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise AlignError(f"cannot load hook {ref}: {e}", hint="name it as 'package.module:function', importable "
-                         "from the current folder or the installed packages") from None
-    except Exception as e:  # the user's module failed while importing: their bug, reported as such
-        raise AlignError(f"importing hook {ref} raised {type(e).__name__}: {e}") from None
-    if not callable(fn):
-        raise AlignError(f"hook {ref} is a {type(fn).__name__}, not a function")
-    return fn
-
-
-def run_user_hook(ref: str, model: Any, tok: Any, ctx: HookContext) -> dict[str, Any]:
-    """Call a user hook: what it raises is an error in its code (said so, not as a bug in align; --debug shows
-    its traceback), and what it returns must be a dict of metric name -> number (or None: not measured), which
-    gates compare and the report and trackers print."""
-    fn = import_user_hook(ref)
-    try:
-        result = fn(model, tok, ctx)
-    except AlignError:
-        raise
-    except Exception as e:
-        raise AlignError(f"hook {ref} raised {type(e).__name__}: {str(e)[:300]}",
-                         hint="the error is in the hook's own code; rerun with --debug for its traceback") from e
-    if not isinstance(result, dict):
-        raise AlignError(f"hook {ref} returned {type(result).__name__}; a hook returns a dict of metric name -> number")
-    bad = [k for k, v in result.items() if not isinstance(k, str) or not isinstance(v, (int, float, type(None)))]
-    if bad:
-        raise AlignError(f"hook {ref} returned {bad[0]!r}: {result[bad[0]]!r}; a hook returns a dict of metric name "
-                         "(a string) -> number", hint="leave out what is not a number, or return None for it")
-    return result
 
 
 def held_out(ctx: HookContext, parse: Callable[[str, int, dict], Any]) -> list[Any]:
