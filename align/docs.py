@@ -18,6 +18,7 @@ from typing import Any
 
 from align import schema
 from align.evaluation.hooks import HOOKS
+from align.validator import OTHER_NAMES
 
 _HEADER = """\
 # Recipe reference
@@ -205,8 +206,16 @@ def render_reference() -> str:
                 f"{_KIND_NOTES.get(kind, '')}").strip()
         parts.append(_section(cls, f"Stage kind: {kind}", own, note))
     parts.append(_FOOTER.format(hooks=", ".join(f"`{h}`" for h in HOOKS),
-                                losses=", ".join(f"`{x}`" for x in schema.DPO_LOSSES)))
+                                losses=", ".join(f"`{x}`" for x in schema.DPO_LOSSES), names=_other_names()))
     return "\n".join(parts)
+
+
+def _other_names() -> str:
+    """`validator.OTHER_NAMES` as Markdown lines, one per align key: `batch_size` <- their names."""
+    by_target: dict[str, list[str]] = {}
+    for theirs, ours in OTHER_NAMES.items():
+        by_target.setdefault(ours, []).append(theirs)
+    return "\n".join(f"  - `{ours}`: {', '.join(f'`{t}`' for t in theirs)}" for ours, theirs in by_target.items())
 
 
 _KIND_NOTES = {
@@ -231,6 +240,9 @@ _FOOTER = """\
   `refusal_rate`, `perplexity_increase`, `win_rate`). A compliance rate's 95% interval has its own names,
   `over_refusal.lower` and `over_refusal.upper` (`'over_refusal.upper <= 0.2'`). A failed gate stops the
   pipeline after that stage.
+- Keys named as other trainers name them (Hugging Face's TrainingArguments, TRL, OpenRLHF, LLaMA-Factory) are
+  unknown keys whose error gives align's key (a stage's own, or a path from the recipe's top):
+{names}
 """
 
 

@@ -14,9 +14,43 @@ import types
 import typing
 from typing import Any
 
-from align.schema import STAGE_KINDS, StageBase
+from align.schema import STAGE_KINDS, Recipe, StageBase
 
 MAX_INT = 2 ** 63 - 1  # torch, numpy and the tokenizers take 64-bit integers; a larger one fails deep inside them
+
+RECIPE_KEYS = {f.name for f in dataclasses.fields(Recipe)}
+# The names Hugging Face's TrainingArguments, TRL, OpenRLHF and LLaMA-Factory give to what align calls otherwise.
+# A key copied from one of their configs is told its align name: the nearest spelling misleads
+# (per_device_train_batch_size is nearest to eval_batch_size). A target is a key of the same section, or a
+# path from the recipe's top (model.lora.r) where align sets it elsewhere.
+OTHER_NAMES = {
+    **dict.fromkeys(["per_device_train_batch_size", "micro_train_batch_size", "micro_batch_size",
+                     "train_micro_batch_size_per_gpu"], "batch_size"),
+    **dict.fromkeys(["per_device_eval_batch_size", "micro_eval_batch_size"], "eval_batch_size"),
+    **dict.fromkeys(["num_train_epochs", "max_epochs", "num_epochs"], "epochs"),
+    **dict.fromkeys(["gradient_accumulation_steps", "accumulate_grad_batches"], "grad_accum"),
+    **dict.fromkeys(["lr", "actor_learning_rate"], "learning_rate"),
+    **dict.fromkeys(["max_seq_length", "max_seq_len", "cutoff_len", "max_len", "seq_length"], "max_length"),
+    **dict.fromkeys(["lr_scheduler_type", "scheduler"], "lr_scheduler"),
+    **dict.fromkeys(["grad_clip", "gradient_clipping", "clip_grad_norm"], "max_grad_norm"),
+    **dict.fromkeys(["loss_type"], "loss"),
+    **dict.fromkeys(["num_ppo_epochs"], "ppo_epochs"),
+    **dict.fromkeys(["init_kl_coef", "init_kl_coeff"], "kl_coef"),
+    **dict.fromkeys(["n_samples_per_prompt", "num_samples_per_prompt"], "num_generations"),
+    **dict.fromkeys(["max_new_tokens", "response_length", "generate_max_len"], "generation.max_new_tokens"),
+    **dict.fromkeys(["temperature"], "generation.temperature"),
+    **dict.fromkeys(["model_name_or_path", "pretrained_model_name_or_path", "pretrain"], "model.name"),
+    **dict.fromkeys(["torch_dtype", "bf16", "fp16"], "model.dtype"),
+    **dict.fromkeys(["finetuning_type", "use_peft"], "model.adapter"),
+    **dict.fromkeys(["lora_r", "lora_rank"], "model.lora.r"),
+    **dict.fromkeys(["lora_alpha"], "model.lora.alpha"),
+    **dict.fromkeys(["lora_dropout"], "model.lora.dropout"),
+    **dict.fromkeys(["lora_target", "lora_target_modules", "target_modules"], "model.lora.target_modules"),
+    **dict.fromkeys(["report_to"], "tracking.backend"),
+    **dict.fromkeys(["wandb_project"], "tracking.project"),
+    **dict.fromkeys(["evaluation", "evaluations", "eval"], "evals"),
+    **dict.fromkeys(["dataset", "datasets", "dataset_name", "train_file"], "data"),
+}
 
 
 def out_of_range(value: float, rng: tuple[str, float, float, bool, bool]) -> str | None:
@@ -29,6 +63,21 @@ def out_of_range(value: float, rng: tuple[str, float, float, bool, bool]) -> str
             return f"must be {'>=' if lo_in else '>'} {lo:g}"
         return f"must be in {text}"
     return None
+
+
+def _nearest(key: str, fields: dict[str, Any], path: str) -> str:
+    """What to say of an unknown key: its align name (`OTHER_NAMES`) where this section or the recipe has it,
+    else the nearest spelling, else every valid key."""
+    target = OTHER_NAMES.get(key.lower(), "")
+    if path and target.startswith(path + "."):  # in the section the target is in: its key there
+        target = target[len(path) + 1:]
+    head = target.partition(".")[0]
+    if head in fields:
+        return f"align calls it '{target}'"
+    if head in RECIPE_KEYS:
+        return f"align calls it '{target}' (set in the recipe's {head} section)"
+    near = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+    return f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(fields)}"
 
 
 def item_key(path: str, i: int, item: Any) -> str:
@@ -64,9 +113,7 @@ class Validator:
         for key, value in raw.items():
             sub = f"{path}.{key}" if path else str(key)
             if key not in fields:
-                near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
-                self.error(sub, "unknown key" + (f"; did you mean '{near[0]}'?" if near else
-                                                 f"; valid keys: {', '.join(fields)}"))
+                self.error(sub, "unknown key; " + _nearest(str(key), fields, path))
                 continue
             kwargs[key] = self.value(hints[key], value, sub)
             if fields[key].metadata.get("path") and isinstance(value, str) and not value.strip():

@@ -121,6 +121,22 @@ def test_overrides_use_the_same_dotted_paths(tmp_path, train_file):
     assert "not of the form" in problems(path, ["stages.sft.learning_rate"])
 
 
+def test_keys_named_as_other_trainers_name_them_are_told_their_align_name(tmp_path, train_file):
+    """per_device_train_batch_size is nearest in spelling to eval_batch_size: the table, not the spelling, answers."""
+    msg = problems(recipe(tmp_path, train_file), [
+        "stages.sft.per_device_train_batch_size=4", "stages.sft.num_train_epochs=2", "stages.sft.lora_r=8",
+        "model.model_name_or_path=x", "model.lora.lora_alpha=4", "report_to=wandb", "stages.sft.max_new_tokens=8"])
+    for key, said in [("stages.sft.per_device_train_batch_size", "align calls it 'batch_size'"),
+                      ("stages.sft.num_train_epochs", "align calls it 'epochs'"),
+                      ("stages.sft.lora_r", "align calls it 'model.lora.r' (set in the recipe's model section)"),
+                      ("model.model_name_or_path", "align calls it 'name'"),
+                      ("model.lora.lora_alpha", "align calls it 'alpha'"),
+                      ("report_to", "align calls it 'tracking.backend'")]:
+        assert f"command-line override, {key}: unknown key; {said}" in msg, msg
+    # an sft stage samples nothing: generation.max_new_tokens is no key of it, so the valid ones are listed
+    assert "stages.sft.max_new_tokens: unknown key; valid keys: name, kind" in msg
+
+
 def test_every_numeric_field_declares_its_range():
     import dataclasses
     import typing
