@@ -27,7 +27,7 @@ from typing import Any
 
 from align import records
 from align.errors import AlignError
-from align.paths import FINISHED, RUN_ENTRIES, check_run_folder
+from align.paths import FINISHED, RUN_ENTRIES, check_run_folder, open_regular, read_regular
 from align.recipe import data_kind
 from align.schema import Recipe, StageBase
 
@@ -169,11 +169,12 @@ class RunLock:
     def __enter__(self) -> RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
-            if e.errno == errno.EISDIR:
-                raise AlignError(f"{self.path} is a folder; align keeps its run lock in this file",
-                                 hint=f"remove the folder {self.path} (align never puts anything in it)") from None
+            if e.errno in (errno.EISDIR, errno.EINVAL):
+                what = "a folder" if e.errno == errno.EISDIR else e.strerror
+                raise AlignError(f"{self.path} is {what}; align keeps its run lock in this file",
+                                 hint=f"remove {self.path} (align never puts anything in it)") from None
             if mapped := write_error(e, self.path):
                 raise mapped from e
             raise
@@ -211,7 +212,7 @@ def finished(artifact: Path) -> dict[str, Any] | None:
 def finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
     """A finished stage's metrics.json; lost or broken, the copy the manifest recorded with the same inputs."""
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = json.loads(read_regular(folder / "metrics.json"))
         if isinstance(metrics, dict):
             return metrics
     except (OSError, ValueError, RecursionError):
@@ -337,7 +338,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 def _lock_holder_alive(lock: Path) -> bool:
     """Whether the process a run folder's lock file names still runs (the file is emptied on a clean exit)."""
     try:
-        found = re.match(r"pid (\d+)", lock.read_text())
+        found = re.match(r"pid (\d+)", read_regular(lock))
     except (OSError, ValueError):
         return False
     if not found:
