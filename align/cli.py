@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 from align.errors import AlignError
-from align.paths import looks_local, output_file
+from align.paths import cache_root, looks_local, output_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.debug, args.debug or getattr(args, "verbose", False))
     try:
         _refuse_empty(args)
+        if getattr(args, "loads_models", False):
+            check_cache_folder()
         return args.func(args)
     except AlignError as e:
         if args.debug:
@@ -141,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.register(sub)  # chat, generate
     export.register(sub)
     for name in ("run", "eval", "chat", "generate", "export"):  # the commands that load models
+        sub.choices[name].set_defaults(loads_models=True)
         sub.choices[name].add_argument("-v", "--verbose", action="store_true",
                                        help="show the libraries' own output: their progress bars (weights, "
                                             "datasets), the Trainer's metric dicts, warnings")
@@ -271,27 +274,26 @@ def _check_eval_args(args: argparse.Namespace) -> None:
         raise AlignError(f"--data {args.data}: no such file", hint="paths are relative to the current folder")
     if args.json:
         args.json = str(output_file("--json", args.json, inputs={"the --data file": args.data}))
-    check_cache_folder()
 
 
 def check_cache_folder() -> None:
-    """$ALIGN_CACHE, when set, must be a folder align can write (converted models and tokenized data go
-    there): checked before any work, so a bad setting does not fail after a model conversion."""
+    """The cache folder (`paths.cache_root`: $ALIGN_CACHE, else ~/.cache/align) must be a folder align can write
+    (converted models and tokenized data go there): checked before any command that loads a model works, so a
+    bad setting or an unwritable home does not fail after a model conversion or halfway through a run."""
     import tempfile
 
+    folder = cache_root()
     value = os.environ.get("ALIGN_CACHE")
-    if not value:
-        return
-    folder = Path(value).expanduser()
-    hint = "point ALIGN_CACHE at a writable folder, or unset it (default ~/.cache/align)"
+    what = f"ALIGN_CACHE={value}" if value else f"the cache folder {folder} (ALIGN_CACHE is not set)"
+    hint = "point ALIGN_CACHE at a writable folder" + (", or unset it (default ~/.cache/align)" if value else "")
     if folder.exists() and not folder.is_dir():
-        raise AlignError(f"ALIGN_CACHE={value} is not a folder", hint=hint)
+        raise AlignError(f"{what} is not a folder", hint=hint)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise AlignError(f"ALIGN_CACHE={value}: cannot write there ({e.strerror})", hint=hint) from None
+        raise AlignError(f"{what}: cannot write there ({e.strerror})", hint=hint) from None
 
 
 def _data_check(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from align.console import progress, step
 from align.errors import AlignError
 from align.jsonsafe import loads
-from align.paths import path_error
+from align.paths import cache_root, path_error
 from align.schema import DataSpec, MixSpec
 
 Record = dict[str, Any]
@@ -372,7 +372,7 @@ def cached_tokens(kind: str, key: Any, tok: Any, build: Callable[[], tuple[Any, 
     import trl
 
     from align import __version__
-    from align.models import cache_root, cached_folder
+    from align.models import cached_folder
 
     backend = getattr(tok, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else sorted(tok.get_vocab().items())

@@ -36,6 +36,7 @@ from transformers import (
 from align import console, distributed, records
 from align.distributed import is_main
 from align.errors import AlignError
+from align.paths import cache_root
 from align.schema import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,6 @@ CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ALIGN_CACHE") or Path.home() / ".cache" / "align")
 
 
 def resolve_model(name: str) -> str:
