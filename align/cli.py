@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "shared", "run")  # what wandb.init accepts as its mode
 POSITIONAL = ("recipe", "file", "run_dir", "artifact", "root")
 NAMED = ("prompts", "out", "json", "data", "model", "judge", "against", "accelerate_config", "hook")
 
@@ -153,13 +154,14 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from align import launch
     from align.recipe import load_recipe
+    from align.runs import check_stage_flags
 
     start = time.perf_counter()  # the wall time the final block reports: imports and loading count too
     recipe = load_recipe(args.recipe, args.overrides)
-    check_cache_folder()
-    unknown = set(args.force) - {s.name for s in recipe.stages}
-    if unknown:
-        raise AlignError(f"--force names no stage of this recipe: {', '.join(sorted(unknown))}")
+    check_stage_flags(recipe, args.force, args.start, args.only)
+    if recipe.tracking.backend == "wandb" and os.environ.get("WANDB_MODE", "online") not in WANDB_MODES:
+        raise AlignError(f"WANDB_MODE={os.environ['WANDB_MODE']} is not one of {', '.join(WANDB_MODES)}",
+                         hint="fix or unset WANDB_MODE, or set tracking: none")
     if processes := launch.wanted(args, recipe):  # N processes each rerun this command (align/launch.py)
         return launch.relaunch(args.argv, *processes)
     from align.console import final_block, plan_line

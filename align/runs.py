@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,17 @@ def stage_path(run_dir: str | Path, stage: str, form: str = "{}") -> Path:
                          hint="name stages with letters, digits, _ and - (not " + ", ".join(sorted(RUN_ENTRIES)) +
                               ", nor starting with a dot)")
     return path
+
+
+def check_stage_flags(recipe: Recipe, force: Sequence[str], start: str | None, only: str | None) -> None:
+    """--force, --from and --only each name a stage of the recipe, exactly (an empty one, from an unset shell
+    variable, too): checked before any work, so a typo does not run or retrain anything."""
+    names = [s.name for s in recipe.stages]
+    for flag, name in [("--force", f) for f in force] + [("--from", start), ("--only", only)]:
+        if name is not None and name not in names:
+            near = [n for n in names if n.casefold() == name.casefold()]
+            raise AlignError(f"{flag} {name!r}: no such stage; stages: {', '.join(names)}",
+                             hint=f"did you mean {near[0]}?" if near else None)
 
 
 def run_folder(recipe: Recipe) -> Path:
