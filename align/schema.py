@@ -14,12 +14,14 @@ from typing import ClassVar, Literal
 _INTERVAL = re.compile(r"^([\[(])(-?[\d.e]+|-inf), (-?[\d.e]+|inf)([\])])$")
 
 
-def _f(default, help: str, range: str | None = None, path: bool = False, **kw):
+def _f(default, help: str, range: str | None = None, path: bool = False, syntax: tuple[str, str] | None = None,
+       **kw):
     """A dataclass field with a help text and, for a number, its range in interval notation ('[0, 1)',
     '(0, inf)'): `align.validator` refuses values outside it (and NaN, inf everywhere), the reference shows it.
     `path`: the value may name a file or folder, so an empty one (the current folder to pathlib) is refused.
-    Mutable defaults pass `default_factory` instead."""
-    meta = {"help": help, "path": path}
+    `syntax`: (regular expression, what it means) a text (or each text of a list) must match whole, for a value
+    a library refuses only when the run reaches it. Mutable defaults pass `default_factory` instead."""
+    meta = {"help": help, "path": path, "syntax": syntax}
     if range is not None:
         meta["range"] = interval(range)
     if "default_factory" in kw:
@@ -120,9 +122,11 @@ class TrackingSpec:
     backend: Literal["wandb", "tensorboard", "none"] = _f(
         "wandb", "Where metrics go; wandb runs offline when WANDB_API_KEY is unset."
     )
-    project: str = _f("align", "W&B project.")
+    project: str = _f("align", "W&B project.", syntax=(r"[^/\\#?%:]{1,128}", "is not a W&B project name: 1 to 128 "
+                                                                         "characters, none of / \\ # ? % :"))
     entity: str | None = _f(None, "W&B entity (team or user); unset = your default.")
-    tags: list[str] = _f(None, "W&B tags.", default_factory=list)
+    tags: list[str] = _f(None, "W&B tags.", default_factory=list,
+                         syntax=(r"(?s).{1,64}", "is not a W&B tag: 1 to 64 characters"))
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 An error names the line (from `yamlsafe.line_map`) or "command-line override", the dotted key path and
 what is wrong: a wrong type, an unknown key (with the nearest valid one), a value outside the field's
-range (`schema.interval`, declared on the field) or a number that is not finite.
+range (`schema.interval`, declared on the field), a text outside its declared syntax (`schema._f`'s `syntax`)
+or a number that is not finite.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from typing import Any
@@ -72,6 +74,12 @@ class Validator:
             if fields[key].metadata.get("path") and isinstance(value, str) and not value.strip():
                 self.error(sub, "an empty path, which would mean the current folder; name the file or folder, or "
                                 "remove the key")
+                kwargs[key] = _BAD
+            syntax = fields[key].metadata.get("syntax")  # what a library accepts (W&B project names, tags)
+            texts = value if isinstance(value, list) else [value]
+            if syntax and (bad := next((t for t in texts if isinstance(t, str) and not re.fullmatch(syntax[0], t)),
+                                       None)) is not None:
+                self.error(sub, f"{bad[:80]!r} {syntax[1]}")
                 kwargs[key] = _BAD
             rng = fields[key].metadata.get("range")
             if rng and isinstance(kwargs[key], (int, float)) and not isinstance(kwargs[key], bool):
