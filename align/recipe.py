@@ -16,9 +16,10 @@ from align import schema
 from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
 from align.evaluation.hooks import HOOKS, import_user_hook, named
+from align.overrides import apply_overrides
 from align.paths import looks_local, path_error
 from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
-from align.validator import Validator, describe
+from align.validator import Validator
 from align.yamlsafe import line_map, load_yaml
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a megabyte is generous and bounds parsing time
@@ -82,45 +83,6 @@ def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
     if v.errors:
         raise AlignError("invalid model settings", v.errors)
     return spec
-
-
-def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
-    """Apply `a.b.c=value` overrides in place (value parsed as YAML); return the paths they set."""
-    done = set()
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AlignError(f"override '{item}' is not of the form key.path=value",
-                             hint="e.g. stages.sft.learning_rate=1e-4 (stages are named by their name)")
-        node: Any = raw
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            nxt = _child(node, part)
-            if nxt is None:
-                if isinstance(node, list):
-                    raise AlignError(f"override '{item}': no stage named '{part}' at {'.'.join(parts[:i + 1])}")
-                if not isinstance(node, dict):
-                    raise AlignError(f"override '{item}': {'.'.join(parts[:i])} is {describe(node)}, not a mapping "
-                                     f"that could hold '{part}'")
-                nxt = node[part] = {}
-            node = nxt
-        if not isinstance(node, dict):
-            raise AlignError(f"override '{item}': {'.'.join(parts[:-1])} is not a mapping")
-        node[parts[-1]] = load_yaml(value, f"override '{item}'")[0] if value else ""
-        done.add(key)
-    return done
-
-
-def _child(node: Any, part: str) -> Any:
-    if isinstance(node, dict):
-        return node.get(part)
-    if isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict) and str(item.get("name")) == part:
-                return item
-        if part.isdigit() and int(part) < len(node):
-            return node[int(part)]
-    return None
 
 
 def _check_recipe(recipe: Recipe, v: Validator) -> None:

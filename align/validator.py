@@ -163,7 +163,7 @@ class Validator:
             self.error(path, f"a stage is a mapping with at least name and kind, got {describe(raw)}")
             return None
         kind = raw.get("kind", raw.get("name"))
-        if kind not in STAGE_KINDS:
+        if not isinstance(kind, str) or kind not in STAGE_KINDS:  # a list or mapping: unhashable, no kind
             near = difflib.get_close_matches(str(kind), STAGE_KINDS, n=1)
             self.error(f"{path}.kind", f"unknown stage kind '{kind}'; valid kinds: {', '.join(STAGE_KINDS)}" +
                        (f" (did you mean '{near[0]}'?)" if near else ""))
