@@ -103,8 +103,10 @@ def _check_recipe(recipe: Recipe, v: Validator) -> None:
         if stage is None:
             continue
         p = f"stages.{stage.name}" if stage.name else f"stages[{i}]"
-        if stage.name in seen:
-            v.error(p, f"two stages are named '{stage.name}'; names must be unique")
+        twin = next((n for n in seen if isinstance(stage.name, str) and n.casefold() == stage.name.casefold()), None)
+        if twin:  # on macOS and Windows file systems, 'sft' and 'SFT' are one folder
+            v.error(p, f"two stages are named '{stage.name}'" + (f" and '{twin}', one folder where case is not told "
+                       "apart (macOS, Windows)" if twin != stage.name else "") + "; names must be unique")
         if stage.init == stage.name:
             v.error(f"{p}.init", "a stage cannot start from itself; use 'base' or an earlier stage")
         elif stage.init != "base" and stage.init not in seen:
@@ -153,6 +155,9 @@ def _check_name(name: str, path: str, what: str, v: Validator, pattern: re.Patte
     elif len(name) > schema.MAX_NAME:  # the folder's name, and its work folders' (.<name>.partial), must fit
         v.error(path, f"{what} name '{name[:20]}...' is {len(name)} characters; at most {schema.MAX_NAME} (it names "
                       "a folder)")
+    elif schema.DEVICE_NAME.fullmatch(name) or name.endswith("."):
+        v.error(path, f"{what} name '{name}' names no folder on Windows (a device name, or a trailing dot); "
+                      "choose another")
     elif name.lower() in schema.RESERVED_NAMES:
         v.error(path, f"{what} name '{name}' is reserved (the run folder or `init` uses it); reserved: "
                       f"{', '.join(sorted(schema.RESERVED_NAMES))}")

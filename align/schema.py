@@ -42,6 +42,8 @@ STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 leading dashes."""
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """Recipe names: the default run folder runs/<name>; a dot may follow the first character (qwen2.5)."""
+DEVICE_NAME = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)
+"""Names Windows gives to devices (with any suffix): a run folder copied there could not hold such a folder."""
 MAX_NAME = 100  # characters of a stage or recipe name: folder names (and .<name>.partial) stay under 255 bytes
 RESERVED_NAMES = frozenset({"base", "start", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
                             "logs", "lock", "checkpoints", "runs"})
