@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import threading
@@ -63,16 +62,12 @@ def _sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int) -> None
 
 
 def _check_sampling(args: argparse.Namespace) -> None:
-    problems = [f"--{k.replace('_', '-')} {v}: {why}" for k, v, ok, why in (
-        ("max_new_tokens", args.max_new_tokens, args.max_new_tokens >= 1, "must be at least 1"),
-        ("temperature", args.temperature, math.isfinite(args.temperature) and args.temperature >= 0,
-         "must be a finite number, 0 (greedy) or more"),
-        ("top_p", args.top_p, 0 < args.top_p <= 1, "must be in (0, 1]"),
-        ("batch_size", getattr(args, "batch_size", 1), getattr(args, "batch_size", 1) >= 1, "must be at least 1"),
-        ("max_examples", getattr(args, "max_examples", None), (getattr(args, "max_examples", None) or 1) >= 1,
-         "must be at least 1"),
-    ) if not ok]
-    if problems:
+    """The sampling flags, against the ranges of the recipe's `generation` keys they mirror."""
+    from align.schema import GenerationSpec
+    from align.validator import flag_problems
+
+    names = ("max_new_tokens", "temperature", "top_p", "seed", "batch_size", "max_examples")
+    if problems := flag_problems({n: getattr(args, n, None) for n in names}, GenerationSpec):
         raise AlignError("bad generation settings", problems)
 
 
@@ -109,6 +104,9 @@ def _chat(args: argparse.Namespace) -> int:
     from align.inference import open_artifact, require_chat
 
     _check_sampling(args)
+    if sys.stdin is None:  # `align chat <&-`: input() would fail on the first line, after the model loaded
+        raise AlignError("standard input is closed, and align chat reads your messages from it",
+                         hint="run it in a terminal, or pipe the messages in: align chat ... < messages.txt")
     loaded = open_artifact(args.artifact, args.model, head="causal_lm")
     require_chat(loaded, "chat")
     import torch  # imported only now: a bad request fails before it (seconds)

@@ -257,9 +257,10 @@ def _eval(args: argparse.Namespace) -> int:
 def _check_eval_args(args: argparse.Namespace) -> None:
     """Everything `align eval` can refuse before loading a model, so a mistake costs no evaluation."""
     import difflib
-    import math
 
     from align.evaluation.hooks import HOOKS, import_user_hook
+    from align.schema import GenerationSpec
+    from align.validator import flag_problems
 
     if ":" in args.hook:
         import_user_hook(args.hook)
@@ -267,11 +268,9 @@ def _check_eval_args(args: argparse.Namespace) -> None:
         near = difflib.get_close_matches(args.hook, HOOKS, n=1)
         raise AlignError(f"--hook {args.hook}: not a built-in hook ({', '.join(HOOKS)}) nor 'module:function'",
                          hint=f"did you mean {near[0]}?" if near else None)
-    for flag, value in (("--max-examples", args.max_examples), ("--max-new-tokens", args.max_new_tokens)):
-        if value is not None and value < 1:
-            raise AlignError(f"{flag} must be >= 1, got {value}")
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise AlignError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    flags = {n: getattr(args, n) for n in ("max_examples", "max_new_tokens", "temperature")}
+    if problems := flag_problems(flags, GenerationSpec):
+        raise AlignError("bad evaluation settings", problems)
     if args.data and looks_local(args.data) and not Path(args.data).expanduser().exists():
         raise AlignError(f"--data {args.data}: no such file", hint="paths are relative to the current folder")
     if args.json:

@@ -33,6 +33,23 @@ def out_of_range(value: float, rng: tuple[str, float, float, bool, bool]) -> str
     return None
 
 
+def flag_problems(values: dict[str, Any], cls: type) -> list[str]:
+    """'--max-new-tokens 0: must be >= 1' for each command-line number outside the range its namesake field of
+    `cls` declares, or past 64 bits: a flag means what the recipe key means, so it is checked alike (a seed of
+    25 digits, or -1, failed deep inside torch or numpy). Fields without a range: at least 1 (counts)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        rng = fields[name].metadata.get("range") if name in fields else ("[1, inf)", 1, math.inf, True, False)
+        big = isinstance(value, int) and abs(value) > MAX_INT
+        if why := (f"larger than any count, size or seed align can use (at most {MAX_INT})" if big else
+                   out_of_range(value, rng)):
+            out.append(f"--{name.replace('_', '-')} {value}: {why}")
+    return out
+
+
 def item_key(path: str, i: int, item: Any) -> str:
     name = item.get("name") if isinstance(item, dict) else None
     return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
