@@ -118,8 +118,10 @@ def output_file(flag: str, value: str, inputs: dict[str, str | None] | None = No
     if len(out.name.encode()) + TEMP_ROOM > NAME_MAX:
         raise AlignError(f"{flag}: the file name is {len(out.name.encode())} bytes; at most "
                          f"{NAME_MAX - TEMP_ROOM} (the file system's {NAME_MAX}, less room for a temporary name)")
-    if out.is_dir():
+    if out.is_dir() or value.endswith(("/", os.sep)):
         raise AlignError(f"{what}: is a folder", hint="name a file in it, e.g. " + str(out / "out.jsonl"))
+    if out.exists() and not out.is_file():  # written through a temporary file renamed over it: /dev/null replaced
+        raise AlignError(f"{what}: is not a regular file (a pipe, socket or device)", hint="name a file to write")
     if not out.parent.is_dir():
         raise AlignError(f"{what}: the folder {out.parent} does not exist", hint="create it first")
     resolved = out.resolve()
