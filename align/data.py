@@ -80,7 +80,7 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
         for i, rec in enumerate(data):
             yield str(path), i + 1, _object(rec, path, i + 1)
         return
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 and \x85 may be in a string
         if not line.strip():
             continue
         yield str(path), n, _object(loads(line, f"{path} line {n}"), path, n)
