@@ -128,7 +128,8 @@ def write_error(e: BaseException, where: str | Path) -> AlignError | None:
         visited.add(id(seen))
         text = str(seen)
         if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
-            return _cannot_write(seen.filename or where, _WRITE_ERRORS[seen.errno])
+            # a rename's destination (filename2), not its temporary source: the entry in the way is there
+            return _cannot_write(seen.filename2 or seen.filename or where, _WRITE_ERRORS[seen.errno])
         if _LIBRARY_DISK_FULL.search(text):
             quota = "122" in text or "quota" in text.lower()
             return _cannot_write(where, _WRITE_ERRORS[errno.EDQUOT if quota else errno.ENOSPC])
