@@ -14,13 +14,11 @@ from typing import ClassVar, Literal
 _INTERVAL = re.compile(r"^([\[(])(-?[\d.e]+|-inf), (-?[\d.e]+|inf)([\])])$")
 
 
-def _f(default, help: str, range: str | None = None, path: bool = False, syntax: tuple[str, str] | None = None,
-       **kw):
+def _f(default, help: str, range: str | None = None, path: bool = False, syntax: tuple | None = None, **kw):
     """A dataclass field with a help text and, for a number, its range in interval notation ('[0, 1)',
     '(0, inf)'): `align.validator` refuses values outside it (and NaN, inf everywhere), the reference shows it.
-    `path`: the value may name a file or folder, so an empty one (the current folder to pathlib) is refused.
-    `syntax`: (regular expression, what it means) a text (or each text of a list) must match whole, for a value
-    a library refuses only when the run reaches it. Mutable defaults pass `default_factory` instead."""
+    `path`: the value may name a file or folder, so an empty one (the current folder to pathlib) is refused;
+    `syntax`: (regex, meaning) each text must match whole (a library's rule). Mutable defaults: `default_factory`."""
     meta = {"help": help, "path": path, "syntax": syntax}
     if range is not None:
         meta["range"] = interval(range)
@@ -42,8 +40,7 @@ STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 leading dashes."""
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """Recipe names: the default run folder runs/<name>; a dot may follow the first character (qwen2.5)."""
-DEVICE_NAME = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)
-"""Names Windows gives to devices (with any suffix): a run folder copied there could not hold such a folder."""
+DEVICE_NAME = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)  # Windows' devices: no folder there
 MAX_NAME = 100  # characters of a stage or recipe name: folder names (and .<name>.partial) stay under 255 bytes
 RESERVED_NAMES = frozenset({"base", "start", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
                             "logs", "lock", "checkpoints", "runs"})
