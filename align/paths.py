@@ -153,6 +153,9 @@ def output_folder(flag: str, value: str) -> Path:
     if where := _record_of_a_run(out.resolve()):
         raise AlignError(f"{flag} {out} is {where}; writing there would change the run",
                          hint="write outside the run folder")
+    if (parent / "manifest.json").is_file():  # a stage of that name would later replace (and delete) it
+        raise AlignError(f"{flag} {out} is a folder of the run folder {parent}, where stage artifacts go",
+                         hint="write outside the run folder")
     _writable(parent, f"{flag} {out}")
     return out
 
