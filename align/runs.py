@@ -185,9 +185,10 @@ class RunLock:
             fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
             if e.errno in (errno.EISDIR, errno.EINVAL):
-                what = "a folder" if e.errno == errno.EISDIR else e.strerror
-                raise AlignError(f"{self.path} is {what}; align keeps its run lock in this file",
-                                 hint=f"remove {self.path} (align never puts anything in it)") from None
+                folder = e.errno == errno.EISDIR
+                raise AlignError(f"{self.path} is {'a folder' if folder else e.strerror}; align keeps its run lock "
+                                 "in this file", hint=f"remove the {'folder' if folder else 'entry'} {self.path} "
+                                                      "(align never puts anything in it)") from None
             if mapped := write_error(e, self.path):
                 raise mapped from e
             raise
