@@ -175,7 +175,7 @@ ON_A_RUN = {
     # an artifact of the wrong kind for its role, an export the run could later replace or the Hub refuse
     "eval-against-a-reward-model": (None, ["eval", "run/dpo", "--hook", "win_rate", "--data", "p.jsonl", "--judge",
                                            "run/rm", "--against", "run/rm"],
-                                    "--against run/rm: a reward artifact; the answers compared come from a policy"),
+                                    "run/rm: a reward artifact; the answers compared come from a policy"),
     "export-into-the-run-folder": (None, ["export", "run/sft", "--out", "run/exported"], "where stage artifacts go"),
     "export-to-a-bad-repo-id": (None, ["export", "run/sft", "--out", "exp", "--push-to-hub", "not a repo!!"],
                                 "--push-to-hub not a repo!!: not a Hub repository id"),
