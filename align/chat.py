@@ -100,6 +100,24 @@ def stream_reply(loaded: Loaded, messages: list[dict], max_new_tokens: int, temp
         raise errors[0]
 
 
+MAX_LINE = 1 << 20  # characters of one message: past any context window; a line without end is no message
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next message, None at the end of the input. Piped input is read at most MAX_LINE characters at a time:
+    a line without end (`< /dev/zero`, a binary file) would otherwise fill the memory before it is refused."""
+    if interactive:
+        try:
+            return input("you> ")
+        except EOFError:
+            return None
+    line = sys.stdin.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise AlignError(f"a line of standard input is longer than {MAX_LINE} characters (no line end: a device or "
+                         "a binary file?)", hint="pipe in text, one message a line")
+    return line.removesuffix("\n") if line else None
+
+
 def _chat(args: argparse.Namespace) -> int:
     from align.inference import open_artifact, require_chat
 
@@ -118,9 +136,7 @@ def _chat(args: argparse.Namespace) -> int:
           "/reset starts over, /exit leaves", flush=True)
     interactive, refused = sys.stdin.isatty(), False
     while True:
-        try:
-            line = input("you> " if interactive else "")
-        except EOFError:
+        if (line := _read_line(interactive)) is None:
             break
         text = line.strip()
         if not text:
