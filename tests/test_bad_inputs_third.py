@@ -215,6 +215,16 @@ def test_chat_with_standard_input_closed_exits_2(run):
     assert "Traceback" not in out.stderr
 
 
+def test_chat_refuses_a_line_without_end_before_it_fills_the_memory(run):
+    """`align chat < /dev/zero`: input() read one endless line until the machine ran out of memory."""
+    script = shutil.which("align") or str(Path(sys.executable).parent / "align")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HOME": str(run.parent / "home")}
+    with open("/dev/zero", "rb") as zeros:
+        out = subprocess.run([script, "chat", "run/sft"], cwd=run.parent, env=env, stdin=zeros, capture_output=True,
+                             text=True, timeout=120)
+    assert out.returncode == 2 and "a line of standard input is longer than" in out.stderr, out.stderr[-3000:]
+
+
 def test_generate_at_a_temperature_near_0_samples_greedily(run):
     """logits / 1e-45 overflowed to inf and the softmax to NaN: torch refused to sample (an internal error)."""
     args = ["run/sft", "--prompts", "p.jsonl", "--max-new-tokens", "4"]
