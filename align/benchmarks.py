@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from align.errors import AlignError
+from align.paths import cache_root
 
 SHIPPED = Path(__file__).resolve().parent.parent / "reward_data" / "benchmarks"
 
@@ -41,8 +42,6 @@ class Benchmark:
     shipped: bool = False
 
     def path(self) -> Path:
-        from align.models import cache_root
-
         return SHIPPED / self.file if self.shipped else cache_root() / "benchmarks" / self.file
 
     def command(self) -> str:

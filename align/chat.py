@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import threading
@@ -63,16 +62,12 @@ def _sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int) -> None
 
 
 def _check_sampling(args: argparse.Namespace) -> None:
-    problems = [f"--{k.replace('_', '-')} {v}: {why}" for k, v, ok, why in (
-        ("max_new_tokens", args.max_new_tokens, args.max_new_tokens >= 1, "must be at least 1"),
-        ("temperature", args.temperature, math.isfinite(args.temperature) and args.temperature >= 0,
-         "must be a finite number, 0 (greedy) or more"),
-        ("top_p", args.top_p, 0 < args.top_p <= 1, "must be in (0, 1]"),
-        ("batch_size", getattr(args, "batch_size", 1), getattr(args, "batch_size", 1) >= 1, "must be at least 1"),
-        ("max_examples", getattr(args, "max_examples", None), (getattr(args, "max_examples", None) or 1) >= 1,
-         "must be at least 1"),
-    ) if not ok]
-    if problems:
+    """The sampling flags, against the ranges of the recipe's `generation` keys they mirror."""
+    from align.schema import GenerationSpec
+    from align.validator import flag_problems
+
+    names = ("max_new_tokens", "temperature", "top_p", "seed", "batch_size", "max_examples")
+    if problems := flag_problems({n: getattr(args, n, None) for n in names}, GenerationSpec):
         raise AlignError("bad generation settings", problems)
 
 
@@ -105,10 +100,31 @@ def stream_reply(loaded: Loaded, messages: list[dict], max_new_tokens: int, temp
         raise errors[0]
 
 
+MAX_LINE = 1 << 20  # characters of one message: past any context window; a line without end is no message
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next message, None at the end of the input. Piped input is read at most MAX_LINE characters at a time:
+    a line without end (`< /dev/zero`, a binary file) would otherwise fill the memory before it is refused."""
+    if interactive:
+        try:
+            return input("you> ")
+        except EOFError:
+            return None
+    line = sys.stdin.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise AlignError(f"a line of standard input is longer than {MAX_LINE} characters (no line end: a device or "
+                         "a binary file?)", hint="pipe in text, one message a line")
+    return line.removesuffix("\n") if line else None
+
+
 def _chat(args: argparse.Namespace) -> int:
     from align.inference import open_artifact, require_chat
 
     _check_sampling(args)
+    if sys.stdin is None:  # `align chat <&-`: input() would fail on the first line, after the model loaded
+        raise AlignError("standard input is closed, and align chat reads your messages from it",
+                         hint="run it in a terminal, or pipe the messages in: align chat ... < messages.txt")
     loaded = open_artifact(args.artifact, args.model, head="causal_lm")
     require_chat(loaded, "chat")
     import torch  # imported only now: a bad request fails before it (seconds)
@@ -120,9 +136,7 @@ def _chat(args: argparse.Namespace) -> int:
           "/reset starts over, /exit leaves", flush=True)
     interactive, refused = sys.stdin.isatty(), False
     while True:
-        try:
-            line = input("you> " if interactive else "")
-        except EOFError:
+        if (line := _read_line(interactive)) is None:
             break
         text = line.strip()
         if not text:

@@ -26,6 +26,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from align.paths import read_regular
 from align.runs import stage_path
 
 log = logging.getLogger("align")
@@ -48,7 +49,7 @@ class Resumable:
 def resumable(work: Path, fingerprint: str) -> Resumable | None:
     """The latest complete checkpoint in the work folder `work` when it was started with these inputs."""
     try:
-        if (work / "fingerprint").read_text() != fingerprint:
+        if read_regular(work / "fingerprint") != fingerprint:
             return None
     except OSError:
         return None
@@ -72,7 +73,7 @@ def drop_stale(folder: Path, fp: str, main: bool) -> None:
     one that has): nothing in it can be used. One with other inputs is kept, resumable if they come back."""
     work = work_folder(folder)
     try:
-        stale = (work / "fingerprint").read_text() == fp
+        stale = read_regular(work / "fingerprint") == fp
     except OSError:
         stale = work.is_dir()  # it died before recording its inputs
     if main and stale:
@@ -91,7 +92,7 @@ def start(work: Path, fingerprint: str, forced: bool, made_from: dict[str, Any] 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -130,7 +131,7 @@ class StageProgress(TrainerCallback, ExportableState):
         if not checkpoint:
             return cls()
         try:
-            state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+            state = json.loads(read_regular(Path(checkpoint) / "trainer_state.json"))
         except (OSError, ValueError):
             return cls()
         saved = state.get("stateful_callbacks", {}).get(cls.__name__, {})

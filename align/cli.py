@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 from align.errors import AlignError
-from align.paths import looks_local, output_file
+from align.paths import cache_root, looks_local, output_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.debug, args.debug or getattr(args, "verbose", False))
     try:
         _refuse_empty(args)
+        if getattr(args, "loads_models", False):
+            check_cache_folder()
         return args.func(args)
     except AlignError as e:
         if args.debug:
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "shared", "run")  # what wandb.init accepts as its mode
 POSITIONAL = ("recipe", "file", "run_dir", "artifact", "root")
 NAMED = ("prompts", "out", "json", "data", "model", "judge", "against", "accelerate_config", "hook")
 
@@ -141,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.register(sub)  # chat, generate
     export.register(sub)
     for name in ("run", "eval", "chat", "generate", "export"):  # the commands that load models
+        sub.choices[name].set_defaults(loads_models=True)
         sub.choices[name].add_argument("-v", "--verbose", action="store_true",
                                        help="show the libraries' own output: their progress bars (weights, "
                                             "datasets), the Trainer's metric dicts, warnings")
@@ -150,13 +154,14 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from align import launch
     from align.recipe import load_recipe
+    from align.runs import check_stage_flags
 
     start = time.perf_counter()  # the wall time the final block reports: imports and loading count too
     recipe = load_recipe(args.recipe, args.overrides)
-    check_cache_folder()
-    unknown = set(args.force) - {s.name for s in recipe.stages}
-    if unknown:
-        raise AlignError(f"--force names no stage of this recipe: {', '.join(sorted(unknown))}")
+    check_stage_flags(recipe, args.force, args.start, args.only)
+    if recipe.tracking.backend == "wandb" and os.environ.get("WANDB_MODE", "online") not in WANDB_MODES:
+        raise AlignError(f"WANDB_MODE={os.environ['WANDB_MODE']} is not one of {', '.join(WANDB_MODES)}",
+                         hint="fix or unset WANDB_MODE, or set tracking: none")
     if processes := launch.wanted(args, recipe):  # N processes each rerun this command (align/launch.py)
         return launch.relaunch(args.argv, *processes)
     from align.console import final_block, plan_line
@@ -252,10 +257,11 @@ def _eval(args: argparse.Namespace) -> int:
 def _check_eval_args(args: argparse.Namespace) -> None:
     """Everything `align eval` can refuse before loading a model, so a mistake costs no evaluation."""
     import difflib
-    import math
 
     from align.evaluation.hooks import HOOKS
     from align.evaluation.user_hooks import import_user_hook
+    from align.schema import GenerationSpec
+    from align.validator import flag_problems
 
     if ":" in args.hook:
         import_user_hook(args.hook)
@@ -263,36 +269,33 @@ def _check_eval_args(args: argparse.Namespace) -> None:
         near = difflib.get_close_matches(args.hook, HOOKS, n=1)
         raise AlignError(f"--hook {args.hook}: not a built-in hook ({', '.join(HOOKS)}) nor 'module:function'",
                          hint=f"did you mean {near[0]}?" if near else None)
-    for flag, value in (("--max-examples", args.max_examples), ("--max-new-tokens", args.max_new_tokens)):
-        if value is not None and value < 1:
-            raise AlignError(f"{flag} must be >= 1, got {value}")
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise AlignError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    flags = {n: getattr(args, n) for n in ("max_examples", "max_new_tokens", "temperature")}
+    if problems := flag_problems(flags, GenerationSpec):
+        raise AlignError("bad evaluation settings", problems)
     if args.data and looks_local(args.data) and not Path(args.data).expanduser().exists():
         raise AlignError(f"--data {args.data}: no such file", hint="paths are relative to the current folder")
     if args.json:
         args.json = str(output_file("--json", args.json, inputs={"the --data file": args.data}))
-    check_cache_folder()
 
 
 def check_cache_folder() -> None:
-    """$ALIGN_CACHE, when set, must be a folder align can write (converted models and tokenized data go
-    there): checked before any work, so a bad setting does not fail after a model conversion."""
+    """The cache folder (`paths.cache_root`: $ALIGN_CACHE, else ~/.cache/align) must be a folder align can write
+    (converted models and tokenized data go there): checked before any command that loads a model works, so a
+    bad setting or an unwritable home does not fail after a model conversion or halfway through a run."""
     import tempfile
 
+    folder = cache_root()
     value = os.environ.get("ALIGN_CACHE")
-    if not value:
-        return
-    folder = Path(value).expanduser()
-    hint = "point ALIGN_CACHE at a writable folder, or unset it (default ~/.cache/align)"
+    what = f"ALIGN_CACHE={value}" if value else f"the cache folder {folder} (ALIGN_CACHE is not set)"
+    hint = "point ALIGN_CACHE at a writable folder" + (", or unset it (default ~/.cache/align)" if value else "")
     if folder.exists() and not folder.is_dir():
-        raise AlignError(f"ALIGN_CACHE={value} is not a folder", hint=hint)
+        raise AlignError(f"{what} is not a folder", hint=hint)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise AlignError(f"ALIGN_CACHE={value}: cannot write there ({e.strerror})", hint=hint) from None
+        raise AlignError(f"{what}: cannot write there ({e.strerror})", hint=hint) from None
 
 
 def _data_check(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from align.console import progress, step
 from align.errors import AlignError
 from align.jsonsafe import loads
-from align.paths import path_error
+from align.paths import cache_root, path_error
 from align.schema import DataSpec, MixSpec
 
 Record = dict[str, Any]
@@ -80,7 +80,7 @@ def _read_file(path: Path) -> Iterator[tuple[str, int, Record]]:
         for i, rec in enumerate(data):
             yield str(path), i + 1, _object(rec, path, i + 1)
         return
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 and \x85 may be in a string
         if not line.strip():
             continue
         yield str(path), n, _object(loads(line, f"{path} line {n}"), path, n)
@@ -372,7 +372,7 @@ def cached_tokens(kind: str, key: Any, tok: Any, build: Callable[[], tuple[Any, 
     import trl
 
     from align import __version__
-    from align.models import cache_root, cached_folder
+    from align.models import cached_folder
 
     backend = getattr(tok, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else sorted(tok.get_vocab().items())

@@ -163,12 +163,18 @@ def _left_pad(t: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
     return torch.cat([t.new_zeros(*t.shape[:dim], missing, *t.shape[dim + 1:]), t], dim)
 
 
+def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature, shifted first so each row's largest is 0: the same softmax, but a temperature near 0
+    (1e-30, still > 0) cannot overflow the largest to inf, which turns the softmax into NaN."""
+    return (logits - logits.amax(-1, keepdim=True)) / temperature
+
+
 def pick(logits: torch.Tensor, temperature: float, top_p: float,
           generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's next token (row b drawn with `generators[b]`) and its log-prob under the distribution it was
     drawn from (greedy: argmax, and its log-prob under the untempered distribution)."""
     if temperature > 0:
-        logits = logits / temperature
+        logits = tempered(logits, temperature)
         if top_p < 1.0:
             logits = nucleus(logits, top_p)
     logprobs = torch.log_softmax(logits, -1)

@@ -48,6 +48,14 @@ def register(sub: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     if args.public and not args.push_to_hub:
         raise AlignError("--public only applies with --push-to-hub REPO_ID")
+    if args.push_to_hub:  # a name the Hub refuses is said before the export, not after it is written
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(args.push_to_hub)
+        except HFValidationError as e:
+            raise AlignError(f"--push-to-hub {args.push_to_hub}: not a Hub repository id ({str(e).splitlines()[0]})",
+                             hint="write it as owner/name, e.g. my-org/tiny-dpo") from None
     out = export_artifact(args.artifact, Path(args.out), merge=args.merge, model=args.model)
     print(f"wrote {out}")
     if args.push_to_hub:

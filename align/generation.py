@@ -21,7 +21,7 @@ from trl.trainer.utils import pad
 
 from align.console import progress
 from align.data import render_chats
-from align.decoding import Decoder, Row
+from align.decoding import Decoder, Row, tempered
 
 
 @dataclass
@@ -189,7 +189,7 @@ def completion_logprobs(model: Any, completions: Sequence[Completion], pad_token
             for b, i in enumerate(idx):
                 n = len(completions[i].ids)
                 target = ids[b, ids.shape[1] - width:ids.shape[1] - width + n]
-                lp = torch.log_softmax(logits[b, :n].float() / temperature, -1)
+                lp = torch.log_softmax(tempered(logits[b, :n].float(), temperature), -1)
                 out[i] = lp.gather(-1, target[:, None]).squeeze(-1).cpu()
             progress(start + len(idx), len(order), "sequences scored")
     return out  # type: ignore[return-value]

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from align.distributed import ERROR_DIR_ENV, first_error
 from align.errors import AlignError
-from align.schema import Recipe
+from align.schema import LaunchSpec, Recipe
+from align.validator import flag_problems
 
 LAUNCH_FLAGS = ("--num-processes", "--accelerate-config")
 
@@ -40,8 +41,8 @@ def wanted(args: argparse.Namespace, recipe: Recipe) -> tuple[int, str | None] |
     # an explicit --num-processes 0 is a mistake to say, not a flag left unset
     n = args.num_processes if args.num_processes is not None else (spec.num_processes if spec else 1)
     config = args.accelerate_config or (spec.accelerate_config if spec else None)
-    if n < 1:
-        raise AlignError(f"--num-processes must be at least 1, got {n}")
+    if problems := flag_problems({"num_processes": args.num_processes}, LaunchSpec):  # as the recipe key's range
+        raise AlignError("bad launch settings", problems)
     if config and not Path(config).is_file():
         raise AlignError(f"accelerate config {config}: no such file",
                          hint="presets are in recipes/accelerate/ (see docs/scaling.md)")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from align import records
+from align.paths import read_regular
 from align.report_data import OWN_REWARD, evaluation_rows, fmt, judged_by, load_run, metric_text, shown_metrics
 
 # licenses of the embedded models (their GGUF's upstream repository); other models: read from a local card
@@ -49,7 +50,7 @@ def recipe_kind(recipe: dict[str, Any], stage: str) -> str:
 def _recipe(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     """The resolved recipe the pipeline saved (recipe.yaml), else one rebuilt from the manifest's stages."""
     try:
-        return yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}
+        return yaml.safe_load(read_regular(run_dir / "recipe.yaml")) or {}
     except (OSError, yaml.YAMLError):
         stages = [dict(info.get("config") or {}, name=name) for name, info in run["stages"].items()]
         return {"name": run["manifest"].get("name"), "stages": stages, "rebuilt": True}

@@ -36,6 +36,7 @@ from transformers import (
 from align import console, distributed, records
 from align.distributed import is_main
 from align.errors import AlignError
+from align.paths import cache_root
 from align.schema import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,6 @@ CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ALIGN_CACHE") or Path.home() / ".cache" / "align")
 
 
 def resolve_model(name: str) -> str:
@@ -103,7 +100,9 @@ def _converted(gguf: Path, dest: Path) -> Path:
         if not console.VERBOSE:
             gguf_utils.tqdm = functools.partial(plain_tqdm, disable=True)
         try:
-            with console.step(f"converting {gguf.name} to safetensors in {dest} (once)"), _gguf_read_once():
+            with console.step(f"converting {gguf.name} to safetensors in {dest} (once)"), _gguf_read_once(), \
+                    _unloadable_as(f"cannot convert the GGUF file {gguf}", "is it a complete GGUF file of a model "
+                                   "transformers supports? (a download cut short, or another format)"):
                 tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
                 model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                              dtype=torch.float32)
@@ -154,7 +153,11 @@ def cached_folder(dest: Path, marker: str, write: Callable[[Path], None]) -> Pat
     except OSError as e:
         raise AlignError(f"cannot write the cache folder {dest.parent}: {e.strerror or e}",
                          hint="set ALIGN_CACHE to a writable folder (default ~/.cache/align)") from None
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:  # a file that is no model, Ctrl-C: no half-written folder is left in the cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.replace(tmp, dest)
     except OSError:
@@ -174,6 +177,15 @@ def load_tokenizer(spec: ModelSpec, source: str | None = None) -> PreTrainedToke
                          hint="check model.name: a hub id needs internet or a cached copy") from None
     if spec.chat_template:
         tok.chat_template = CHATML if spec.chat_template == "chatml" else Path(spec.chat_template).read_text()
+    if tok.chat_template:  # a template that is no Jinja fails when first applied, deep in a stage: said here
+        import jinja2
+
+        try:
+            tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+        except jinja2.TemplateSyntaxError as e:
+            source = f"model.chat_template {spec.chat_template}" if spec.chat_template else f"the model {spec.name}"
+            raise AlignError(f"the chat template of {source} is not a Jinja template: line {e.lineno}: {e.message}",
+                             hint="fix the template, or set model.chat_template: chatml") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -348,6 +360,18 @@ def _load_chain(artifact: Path, spec: ModelSpec, head: Head, tok: PreTrainedToke
         raise AlignError(f"cannot load the adapter of {artifact}: {why}",
                          hint=f"its files are missing or damaged, or it was trained on another model than "
                               f"{spec.name}; retrain it (align run RECIPE --force {artifact.name})") from None
+
+
+@contextlib.contextmanager
+def _unloadable_as(what: str, hint: str) -> Iterator[None]:
+    """An error `unloadable` recognizes (a file that is not what the loader expects) as the AlignError
+    '{what}: {why}'; any other error stays a bug to report."""
+    try:
+        yield
+    except Exception as e:
+        if isinstance(e, AlignError) or (why := unloadable(e)) is None:
+            raise
+        raise AlignError(f"{what}: {why}", hint=hint) from None
 
 
 def unloadable(e: BaseException) -> str | None:

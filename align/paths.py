@@ -1,6 +1,6 @@
 """The paths users give align: what they can name, checked before any work, so a mistake costs nothing.
 
-Three rules, one home each:
+Four rules, one home each:
 
 * `path_error`: a path that can name no file at all (longer than the file system allows, a loop of links)
   is a user error, not an OSError deep inside a library;
@@ -9,7 +9,11 @@ Three rules, one home each:
   a run folder (a stage's artifact.json, manifest.json ...), checked before a model loads;
 * `check_run_folder`: a recipe's `output_dir` that exists must be a run folder align made (or empty):
   align writes manifest.json, recipe.yaml, report.* and a folder per stage there, replacing what has
-  those names, so a home or project folder is refused.
+  those names, so a home or project folder is refused;
+* `open_regular` / `read_regular`: align's own files (a run folder's records, its lock) are opened only when
+  they are regular files: a FIFO put in their place would block the reader forever, a device never end.
+
+`cache_root` is the one reading of `$ALIGN_CACHE`, so the folder checked before the work is the one written.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -41,6 +46,30 @@ def path_error(ref: str) -> str | None:
                errno.ENAMETOOLONG: f" (a file or folder name is at most {NAME_MAX} bytes)"}.get(e.errno, "")
         return f"'{_short(ref)}': {(e.strerror or str(e)).lower()}{why}"
     return None
+
+
+def cache_root() -> Path:
+    """Where converted models, tokenized data and benchmarks are cached: $ALIGN_CACHE (`~` is the home folder,
+    as in a shell), else ~/.cache/align."""
+    return Path(os.environ.get("ALIGN_CACHE") or Path.home() / ".cache" / "align").expanduser()
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """`os.open` that refuses what is not a regular file with an OSError, as for a missing file, so a caller that
+    treats an unreadable file as absent (or names it in an error) does so for a FIFO or device too. Opened
+    without blocking: opening a FIFO for reading would otherwise wait for a writer."""
+    fd = os.open(path, flags | os.O_NONBLOCK, mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_regular(path: Path) -> str:
+    """The UTF-8 text of `path`, a regular file (`open_regular`)."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        return f.read().decode("utf-8")
 
 
 def looks_local(ref: str) -> bool:
@@ -89,8 +118,10 @@ def output_file(flag: str, value: str, inputs: dict[str, str | None] | None = No
     if len(out.name.encode()) + TEMP_ROOM > NAME_MAX:
         raise AlignError(f"{flag}: the file name is {len(out.name.encode())} bytes; at most "
                          f"{NAME_MAX - TEMP_ROOM} (the file system's {NAME_MAX}, less room for a temporary name)")
-    if out.is_dir():
+    if out.is_dir() or value.endswith(("/", os.sep)):
         raise AlignError(f"{what}: is a folder", hint="name a file in it, e.g. " + str(out / "out.jsonl"))
+    if out.exists() and not out.is_file():  # written through a temporary file renamed over it: /dev/null replaced
+        raise AlignError(f"{what}: is not a regular file (a pipe, socket or device)", hint="name a file to write")
     if not out.parent.is_dir():
         raise AlignError(f"{what}: the folder {out.parent} does not exist", hint="create it first")
     resolved = out.resolve()
@@ -121,6 +152,9 @@ def output_folder(flag: str, value: str) -> Path:
         raise AlignError(f"{flag} {out}: the folder {parent} does not exist", hint="create it first")
     if where := _record_of_a_run(out.resolve()):
         raise AlignError(f"{flag} {out} is {where}; writing there would change the run",
+                         hint="write outside the run folder")
+    if (parent / "manifest.json").is_file():  # a stage of that name would later replace (and delete) it
+        raise AlignError(f"{flag} {out} is a folder of the run folder {parent}, where stage artifacts go",
                          hint="write outside the run folder")
     _writable(parent, f"{flag} {out}")
     return out

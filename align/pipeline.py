@@ -37,6 +37,7 @@ from align.runs import (
     FINISHED,
     Manifest,
     RunLock,
+    check_stage_flags,
     fingerprint,
     finished,
     finished_metrics,
@@ -80,9 +81,7 @@ def plan(recipe: Recipe, force: tuple[str, ...] = (), start: str | None = None,
     run_dir = run_folder(recipe)
     folders = {s.name: stage_path(run_dir, s.name) for s in recipe.stages}  # before anything is read or written
     names = list(folders)
-    for flag, name in (("--from", start), ("--only", only)):
-        if name and name not in names:
-            raise AlignError(f"{flag} {name}: no such stage; stages: {', '.join(names)}")
+    check_stage_flags(recipe, force, start, only)
     forced = _forced(names, force, start)
     manifest = read_manifest(run_dir / "manifest.json") or {}
     steps: list[Step] = []
@@ -164,8 +163,9 @@ def run_pipeline(recipe: Recipe, force: tuple[str, ...] = (), start: str | None 
     writes the folder, manifest and tracker runs, and the plan it makes is the one every rank follows.
     SIGTERM stops it as Ctrl-C does: the stage is marked interrupted, its checkpoints kept, the lock released."""
     run_dir = run_folder(recipe)
-    for stage in recipe.stages:  # a name that is no folder of the run folder: refused before anything is written
-        stage_path(run_dir, stage.name)
+    for stage in recipe.stages:  # a stage's folders, each a folder of the run folder: refused before anything is
+        for form in ("{}", ".{}.partial", ".{}.old"):  # written (a link among them could lead out of it)
+            stage_path(run_dir, stage.name, form)
     try:
         if is_main():
             _make_run_dir(run_dir)

@@ -17,9 +17,10 @@ from align.benchmarks import is_benchmark, missing
 from align.errors import AlignError
 from align.evaluation.hooks import HOOKS, named
 from align.evaluation.user_hooks import import_user_hook
+from align.overrides import apply_overrides
 from align.paths import looks_local, path_error
 from align.schema import GroupStage, ModelSpec, OnPolicyStage, Recipe, StageBase
-from align.validator import Validator, describe
+from align.validator import Validator
 from align.yamlsafe import line_map, load_yaml
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a megabyte is generous and bounds parsing time
@@ -85,45 +86,6 @@ def build_model_spec(raw: dict[str, Any]) -> ModelSpec:
     return spec
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
-    """Apply `a.b.c=value` overrides in place (value parsed as YAML); return the paths they set."""
-    done = set()
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AlignError(f"override '{item}' is not of the form key.path=value",
-                             hint="e.g. stages.sft.learning_rate=1e-4 (stages are named by their name)")
-        node: Any = raw
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            nxt = _child(node, part)
-            if nxt is None:
-                if isinstance(node, list):
-                    raise AlignError(f"override '{item}': no stage named '{part}' at {'.'.join(parts[:i + 1])}")
-                if not isinstance(node, dict):
-                    raise AlignError(f"override '{item}': {'.'.join(parts[:i])} is {describe(node)}, not a mapping "
-                                     f"that could hold '{part}'")
-                nxt = node[part] = {}
-            node = nxt
-        if not isinstance(node, dict):
-            raise AlignError(f"override '{item}': {'.'.join(parts[:-1])} is not a mapping")
-        node[parts[-1]] = load_yaml(value, f"override '{item}'")[0] if value else ""
-        done.add(key)
-    return done
-
-
-def _child(node: Any, part: str) -> Any:
-    if isinstance(node, dict):
-        return node.get(part)
-    if isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict) and str(item.get("name")) == part:
-                return item
-        if part.isdigit() and int(part) < len(node):
-            return node[int(part)]
-    return None
-
-
 def _check_recipe(recipe: Recipe, v: Validator) -> None:
     """Rules that span fields: names, init order, numbers in range, data present and readable."""
     if not recipe.stages:
@@ -142,8 +104,10 @@ def _check_recipe(recipe: Recipe, v: Validator) -> None:
         if stage is None:
             continue
         p = f"stages.{stage.name}" if stage.name else f"stages[{i}]"
-        if stage.name in seen:
-            v.error(p, f"two stages are named '{stage.name}'; names must be unique")
+        twin = next((n for n in seen if isinstance(stage.name, str) and n.casefold() == stage.name.casefold()), None)
+        if twin:  # on macOS and Windows file systems, 'sft' and 'SFT' are one folder
+            v.error(p, f"two stages are named '{stage.name}'" + (f" and '{twin}', one folder where case is not told "
+                       "apart (macOS, Windows)" if twin != stage.name else "") + "; names must be unique")
         if stage.init == stage.name:
             v.error(f"{p}.init", "a stage cannot start from itself; use 'base' or an earlier stage")
         elif stage.init != "base" and stage.init not in seen:
@@ -192,6 +156,9 @@ def _check_name(name: str, path: str, what: str, v: Validator, pattern: re.Patte
     elif len(name) > schema.MAX_NAME:  # the folder's name, and its work folders' (.<name>.partial), must fit
         v.error(path, f"{what} name '{name[:20]}...' is {len(name)} characters; at most {schema.MAX_NAME} (it names "
                       "a folder)")
+    elif schema.DEVICE_NAME.fullmatch(name) or name.endswith("."):
+        v.error(path, f"{what} name '{name}' names no folder on Windows (a device name, or a trailing dot); "
+                      "choose another")
     elif name.lower() in schema.RESERVED_NAMES:
         v.error(path, f"{what} name '{name}' is reserved (the run folder or `init` uses it); reserved: "
                       f"{', '.join(sorted(schema.RESERVED_NAMES))}")

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from align.errors import AlignError
+from align.paths import read_regular
 
 NONE = type(None)
 NUMBER = (int, float, NONE)  # a metric: a number, or None for one a row did not measure
@@ -73,7 +74,7 @@ def _names(spec: type | tuple) -> str:
 def load(path: Path) -> Any:
     """A JSON or YAML (by suffix) file's value; AlignError when it cannot be read or parsed."""
     try:
-        text = Path(path).read_text()
+        text = read_regular(Path(path))
         return yaml.safe_load(text) if Path(path).suffix == ".yaml" else json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, RecursionError) as e:
         why = getattr(e, "strerror", None) or str(e).splitlines()[0] or type(e).__name__

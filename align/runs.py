@@ -21,13 +21,14 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from align import records
 from align.errors import AlignError
-from align.paths import FINISHED, RUN_ENTRIES, check_run_folder
+from align.paths import FINISHED, RUN_ENTRIES, check_run_folder, open_regular, read_regular
 from align.recipe import data_kind
 from align.schema import Recipe, StageBase
 
@@ -74,6 +75,17 @@ def stage_path(run_dir: str | Path, stage: str, form: str = "{}") -> Path:
     return path
 
 
+def check_stage_flags(recipe: Recipe, force: Sequence[str], start: str | None, only: str | None) -> None:
+    """--force, --from and --only each name a stage of the recipe, exactly (an empty one, from an unset shell
+    variable, too): checked before any work, so a typo does not run or retrain anything."""
+    names = [s.name for s in recipe.stages]
+    for flag, name in [("--force", f) for f in force] + [("--from", start), ("--only", only)]:
+        if name is not None and name not in names:
+            near = [n for n in names if n.casefold() == name.casefold()]
+            raise AlignError(f"{flag} {name!r}: no such stage; stages: {', '.join(names)}",
+                             hint=f"did you mean {near[0]}?" if near else None)
+
+
 def run_folder(recipe: Recipe) -> Path:
     """The recipe's run folder, resolved; without output_dir it must lie inside runs/ (a recipe named
     '../x' does not get to pick a folder elsewhere). An existing folder must be a run folder
@@ -116,7 +128,8 @@ def write_error(e: BaseException, where: str | Path) -> AlignError | None:
         visited.add(id(seen))
         text = str(seen)
         if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
-            return _cannot_write(seen.filename or where, _WRITE_ERRORS[seen.errno])
+            # a rename's destination (filename2), not its temporary source: the entry in the way is there
+            return _cannot_write(seen.filename2 or seen.filename or where, _WRITE_ERRORS[seen.errno])
         if _LIBRARY_DISK_FULL.search(text):
             quota = "122" in text or "quota" in text.lower()
             return _cannot_write(where, _WRITE_ERRORS[errno.EDQUOT if quota else errno.ENOSPC])
@@ -169,11 +182,13 @@ class RunLock:
     def __enter__(self) -> RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
-            if e.errno == errno.EISDIR:
-                raise AlignError(f"{self.path} is a folder; align keeps its run lock in this file",
-                                 hint=f"remove the folder {self.path} (align never puts anything in it)") from None
+            if e.errno in (errno.EISDIR, errno.EINVAL):
+                folder = e.errno == errno.EISDIR
+                raise AlignError(f"{self.path} is {'a folder' if folder else e.strerror}; align keeps its run lock "
+                                 "in this file", hint=f"remove the {'folder' if folder else 'entry'} {self.path} "
+                                                      "(align never puts anything in it)") from None
             if mapped := write_error(e, self.path):
                 raise mapped from e
             raise
@@ -225,7 +240,7 @@ def refuse_damaged(folder: Path, stage: str) -> None:
 def finished_metrics(folder: Path, fp: str, recorded: dict[str, Any]) -> dict[str, Any] | None:
     """A finished stage's metrics.json; lost or broken, the copy the manifest recorded with the same inputs."""
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = json.loads(read_regular(folder / "metrics.json"))
         if isinstance(metrics, dict):
             return metrics
     except (OSError, ValueError, RecursionError):
@@ -351,7 +366,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 def _lock_holder_alive(lock: Path) -> bool:
     """Whether the process a run folder's lock file names still runs (the file is emptied on a clean exit)."""
     try:
-        found = re.match(r"pid (\d+)", lock.read_text())
+        found = re.match(r"pid (\d+)", read_regular(lock))
     except (OSError, ValueError):
         return False
     if not found:

@@ -14,12 +14,12 @@ from typing import ClassVar, Literal
 _INTERVAL = re.compile(r"^([\[(])(-?[\d.e]+|-inf), (-?[\d.e]+|inf)([\])])$")
 
 
-def _f(default, help: str, range: str | None = None, path: bool = False, **kw):
+def _f(default, help: str, range: str | None = None, path: bool = False, syntax: tuple | None = None, **kw):
     """A dataclass field with a help text and, for a number, its range in interval notation ('[0, 1)',
     '(0, inf)'): `align.validator` refuses values outside it (and NaN, inf everywhere), the reference shows it.
-    `path`: the value may name a file or folder, so an empty one (the current folder to pathlib) is refused.
-    Mutable defaults pass `default_factory` instead."""
-    meta = {"help": help, "path": path}
+    `path`: the value may name a file or folder, so an empty one (the current folder to pathlib) is refused;
+    `syntax`: (regex, meaning) each text must match whole (a library's rule). Mutable defaults: `default_factory`."""
+    meta = {"help": help, "path": path, "syntax": syntax}
     if range is not None:
         meta["range"] = interval(range)
     if "default_factory" in kw:
@@ -40,6 +40,7 @@ STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 leading dashes."""
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """Recipe names: the default run folder runs/<name>; a dot may follow the first character (qwen2.5)."""
+DEVICE_NAME = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)  # Windows' devices: no folder there
 MAX_NAME = 100  # characters of a stage or recipe name: folder names (and .<name>.partial) stay under 255 bytes
 RESERVED_NAMES = frozenset({"base", "start", "evals", "report_plots", "tensorboard", "wandb", "manifest", "report",
                             "logs", "lock", "checkpoints", "runs"})
@@ -120,9 +121,11 @@ class TrackingSpec:
     backend: Literal["wandb", "tensorboard", "none"] = _f(
         "wandb", "Where metrics go; wandb runs offline when WANDB_API_KEY is unset."
     )
-    project: str = _f("align", "W&B project.")
+    project: str = _f("align", "W&B project.", syntax=(r"[^/\\#?%:]{1,128}", "is not a W&B project name: 1 to 128 "
+                                                                         "characters, none of / \\ # ? % :"))
     entity: str | None = _f(None, "W&B entity (team or user); unset = your default.")
-    tags: list[str] = _f(None, "W&B tags.", default_factory=list)
+    tags: list[str] = _f(None, "W&B tags.", default_factory=list,
+                         syntax=(r"(?s).{1,64}", "is not a W&B tag: 1 to 64 characters"))
 
 
 @dataclass

@@ -73,14 +73,16 @@ class Tracker:
                       reinit="finish_previous")
         try:
             return wandb.init(mode=mode, settings=wandb.Settings(silent=True, console="off", **timeout), **kwargs)
-        except wandb.errors.Error as e:
-            if mode == "offline":
-                raise
-            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        except (wandb.errors.Error, ValueError) as e:  # ValueError: a setting W&B's own validation refuses
             key = os.environ.get("WANDB_API_KEY")
+            why = " ".join(str(e).split())[:300] or type(e).__name__
+            why = why.replace(key, "<WANDB_API_KEY>") if key else why
+            if mode in ("offline", "disabled", "dryrun") or not isinstance(e, wandb.errors.Error):
+                raise AlignError(f"tracking: W&B refuses the settings ({why})",
+                                 hint="fix tracking (and WANDB_* variables), or set tracking: none") from None
             logging.getLogger(__name__).warning(
                 "W&B: cannot log online (%s); logging offline to %s instead (`wandb sync` uploads it later)",
-                why.replace(key, "<WANDB_API_KEY>") if key else why, self.run_dir / "wandb")
+                why, self.run_dir / "wandb")
             return wandb.init(mode="offline", settings=wandb.Settings(silent=True, console="off"), **kwargs)
 
     def log(self, metrics: dict[str, float], step: int | None = None) -> None:

@@ -2,7 +2,8 @@
 
 An error names the line (from `yamlsafe.line_map`) or "command-line override", the dotted key path and
 what is wrong: a wrong type, an unknown key (with the nearest valid one), a value outside the field's
-range (`schema.interval`, declared on the field) or a number that is not finite.
+range (`schema.interval`, declared on the field), a text outside its declared syntax (`schema._f`'s `syntax`)
+or a number that is not finite.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from typing import Any
@@ -80,6 +82,23 @@ def _nearest(key: str, fields: dict[str, Any], path: str) -> str:
     return f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(fields)}"
 
 
+def flag_problems(values: dict[str, Any], cls: type) -> list[str]:
+    """'--max-new-tokens 0: must be >= 1' for each command-line number outside the range its namesake field of
+    `cls` declares, or past 64 bits: a flag means what the recipe key means, so it is checked alike (a seed of
+    25 digits, or -1, failed deep inside torch or numpy). Fields without a range: at least 1 (counts)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        rng = fields[name].metadata.get("range") if name in fields else ("[1, inf)", 1, math.inf, True, False)
+        big = isinstance(value, int) and abs(value) > MAX_INT
+        if why := (f"larger than any count, size or seed align can use (at most {MAX_INT})" if big else
+                   out_of_range(value, rng)):
+            out.append(f"--{name.replace('_', '-')} {value}: {why}")
+    return out
+
+
 def item_key(path: str, i: int, item: Any) -> str:
     name = item.get("name") if isinstance(item, dict) else None
     return f"{path}.{name}" if isinstance(name, str) and name else f"{path}[{i}]"
@@ -119,6 +138,12 @@ class Validator:
             if fields[key].metadata.get("path") and isinstance(value, str) and not value.strip():
                 self.error(sub, "an empty path, which would mean the current folder; name the file or folder, or "
                                 "remove the key")
+                kwargs[key] = _BAD
+            syntax = fields[key].metadata.get("syntax")  # what a library accepts (W&B project names, tags)
+            texts = value if isinstance(value, list) else [value]
+            if syntax and (bad := next((t for t in texts if isinstance(t, str) and not re.fullmatch(syntax[0], t)),
+                                       None)) is not None:
+                self.error(sub, f"{bad[:80]!r} {syntax[1]}")
                 kwargs[key] = _BAD
             rng = fields[key].metadata.get("range")
             if rng and isinstance(kwargs[key], (int, float)) and not isinstance(kwargs[key], bool):
@@ -202,7 +227,7 @@ class Validator:
             self.error(path, f"a stage is a mapping with at least name and kind, got {describe(raw)}")
             return None
         kind = raw.get("kind", raw.get("name"))
-        if kind not in STAGE_KINDS:
+        if not isinstance(kind, str) or kind not in STAGE_KINDS:  # a list or mapping: unhashable, no kind
             near = difflib.get_close_matches(str(kind), STAGE_KINDS, n=1)
             self.error(f"{path}.kind", f"unknown stage kind '{kind}'; valid kinds: {', '.join(STAGE_KINDS)}" +
                        (f" (did you mean '{near[0]}'?)" if near else ""))

@@ -1,6 +1,7 @@
 """Reading YAML safely: `yaml.safe_load` semantics, minus what it silently accepts.
 
-A key given twice is an error (safe_load keeps the last), aliases may not expand past `MAX_YAML_NODES`
+A key given twice is an error (safe_load keeps the last), so is a key YAML reads as no text (`null:`, `on:`
+and `yes:` are a null and booleans, `1:` a number: no key align knows), aliases may not expand past `MAX_YAML_NODES`
 nodes (ten lines of aliases of aliases expand to billions: walking them took 3 GB and 45 s), and nesting
 deeper than Python's stack is an error rather than a RecursionError. `line_map` gives the line of every
 dotted key path for error messages.
@@ -14,6 +15,8 @@ import yaml
 
 from align.errors import AlignError
 
+_TEXT, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
+_KINDS = {"null": "null (nothing)", "bool": "a boolean", "int": "a number", "float": "a number", "timestamp": "a date"}
 MAX_YAML_NODES = 100_000  # after alias expansion: a real recipe has hundreds of nodes, a bomb billions
 
 
@@ -61,7 +64,12 @@ def _check_nodes(root: yaml.Node, source: str) -> None:
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
             for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                if isinstance(k, yaml.ScalarNode) and k.tag not in (_TEXT, _MERGE):  # `null:`, `on:`, `1:`
+                    kind = k.tag.rpartition(":")[2]
+                    raise AlignError(f"{source} line {k.start_mark.line + 1}: the key '{k.value}' is read by YAML "
+                                     f"as {_KINDS.get(kind, kind)}, not as a name",
+                                     hint=f"quote it ('{k.value}': ...) if it is meant as a name")
+                if isinstance(k, yaml.ScalarNode) and k.tag == _TEXT:
                     if k.value in seen:
                         raise AlignError(f"{source} line {k.start_mark.line + 1}: duplicate key '{k.value}' "
                                          f"(first at line {seen[k.value]}); YAML would silently keep the last",
@@ -98,9 +106,10 @@ def line_map(node: yaml.Node | None, path: str = "", out: dict | None = None, se
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             pairs = v.value if isinstance(v, yaml.MappingNode) else []
-            name = next((c.value for k, c in pairs if k.value == "name"), None)
-            named = isinstance(name, str) and name and isinstance(v, yaml.MappingNode)
-            sub = f"{path}.{name}" if named else f"{path}[{i}]"
+            # named as `validator.item_key` names it: by a non-empty text name (`name: 1` is a number)
+            name = next((c for k, c in pairs if k.value == "name" and isinstance(c, yaml.ScalarNode)
+                         and c.tag == _TEXT and c.value), None)
+            sub = f"{path}.{name.value}" if name else f"{path}[{i}]"
             out[sub] = v.start_mark.line + 1
             line_map(v, sub, out, seen)
     return out

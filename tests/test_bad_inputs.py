@@ -325,7 +325,7 @@ CONSOLE: dict[str, tuple[dict[str, str | bytes], list[str], int, str]] = {
     # align eval arguments
     "eval-unknown-hook": ({}, ["eval", "base", "--hook", "bogus"], 2, "--hook bogus: not a built-in hook"),
     "eval-max-examples-zero": ({}, ["eval", "base", "--hook", "kl", "--max-examples", "0"], 2,
-                               "--max-examples must be >= 1"),
+                               "--max-examples 0: must be >= 1"),
     "eval-json-missing-folder": ({}, ["eval", "base", "--hook", "kl", "--json", "nope/out.json"], 2,
                                  "the folder nope does not exist"),
     "eval-user-hook-missing": ({}, ["eval", "base", "--hook", "nomodule:fn"], 2, "cannot load hook nomodule:fn"),

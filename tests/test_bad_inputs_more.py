@@ -93,7 +93,7 @@ CONSOLE: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
     "runs-root-is-a-file": ({}, ["runs", "chat.jsonl"], "chat.jsonl is not a folder"),
     # the launcher's own inputs
     "num-processes-zero": ({"r.yaml": RECIPE}, ["run", "r.yaml", "--num-processes", "0"],
-                           "--num-processes must be at least 1, got 0"),
+                           "--num-processes 0: must be >= 1"),
     "from-and-only": ({"r.yaml": RECIPE}, ["run", "r.yaml", "--from", "sft", "--only", "sft"], "not allowed with"),
     "accelerate-config-a-list": ({"r.yaml": RECIPE, "a.yaml": "- 1\n"}, ["run", "r.yaml", "--accelerate-config",
                                                                         "a.yaml"], "expected a mapping of accelerate"),

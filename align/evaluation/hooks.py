@@ -15,7 +15,8 @@ every number has a before and after. Built-ins (each runs on the rows it applies
 
 A user hook is named `module:function` and called as `function(model, tok, ctx) -> dict[str, float]`,
 where `model` is the row's model (frozen), `tok` its tokenizer and `ctx` a `HookContext`. It runs only
-when a recipe names it; `user_hooks.py` imports, checks and calls it. `HOOKS` is the only list of built-ins: `align.recipe` validates against it.
+when a recipe names it; `user_hooks.py` imports, checks and calls it. `HOOKS` is the only list of
+built-ins: `align.recipe` validates against it.
 """
 
 from __future__ import annotations

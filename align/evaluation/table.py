@@ -238,18 +238,24 @@ def _check_applies(spec: EvalSpec, row: Row, judge: str | None) -> None:
         raise AlignError(f"hook {spec.hook} compares a policy with another, and the base model against 'base' "
                          "is itself", hint="give a stage artifact, or --against another artifact folder")
     if spec.against not in ("base", "start"):
-        _check_artifact("--against", spec.against, None)
+        _check_artifact("--against", spec.against, "causal_lm")
     if judge and spec.hook in ("win_rate", "samples"):
         _check_artifact("--judge", judge, "reward")
 
 
-def _check_artifact(flag: str, value: str, head: str | None) -> None:
-    """--against names a finished stage artifact, --judge (win_rate, samples) an rm stage's: else the hook would
-    measure nothing, or judge with a policy's weights under a new, random score head."""
+_ROLES = {"reward": ("the judge is a reward model", "an rm stage's folder, e.g. runs/quickstart/rm"),
+          "causal_lm": ("the answers compared come from a policy", "a policy stage's folder, e.g. runs/quickstart/"
+                                                                   "sft, or 'base' or 'start'")}
+
+
+def _check_artifact(flag: str, value: str, head: str) -> None:
+    """--against names a finished policy artifact, --judge (win_rate, samples) an rm stage's: else the hook would
+    measure nothing, sample answers from a reward model's weights, or judge with a policy's weights under a new,
+    random score head."""
+    role, example = _ROLES[head]
     meta = records.read_or_none(Path(value) / "model.json", records.MODEL)
     if not finished(Path(value)) or meta is None:
-        raise AlignError(f"{flag} {value}: not a finished stage artifact", hint="give a stage folder of a run "
-                         "(`align runs` lists them)" + ("" if head else ", or 'base' or 'start'"))
-    if head and meta["head"] != head:
-        raise AlignError(f"{flag} {value}: a {meta['head'].replace('_', ' ')} artifact; the judge is a reward model",
-                         hint="give an rm stage's folder, e.g. runs/quickstart/rm")
+        raise AlignError(f"{flag} {value}: not a finished stage artifact", hint=f"give {example} (`align runs` "
+                                                                                 "lists the run folders)")
+    if meta["head"] != head:
+        raise AlignError(f"{flag} {value}: a {meta['head'].replace('_', ' ')} artifact; {role}", hint=f"give {example}")

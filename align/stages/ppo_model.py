@@ -23,6 +23,7 @@ import torch
 from trl.trainer.utils import pad
 
 from align import distributed, rl
+from align.decoding import tempered
 from align.generation import Completion
 from align.schema import PPOStage
 
@@ -120,7 +121,7 @@ def policy_forward(model: Any, rows: dict[str, torch.Tensor], prompt_width: int,
     on the positions that predict completion tokens."""
     answer = rows["input_ids"].shape[1] - prompt_width
     out = model(**rows, use_cache=False, logits_to_keep=answer + 1)  # the last prompt position onwards
-    logits = out.logits[:, :-1].float() / temperature
+    logits = tempered(out.logits[:, :-1].float(), temperature)
     target = rows["input_ids"][:, prompt_width:]
     logprobs = torch.log_softmax(logits, -1).gather(-1, target[..., None]).squeeze(-1)
     return logprobs, rl.entropy_from_logits(logits) if entropy else None
