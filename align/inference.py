@@ -75,18 +75,14 @@ def _artifact_tokenizer(path: Path, spec: ModelSpec) -> Any:
     """The tokenizer the stage saved (with the recipe's chat template), else the base model's."""
     from transformers import AutoTokenizer
 
-    from align.models import load_tokenizer, unloadable
+    from align.models import load_tokenizer, unloadable_as
 
     if not (path / "tokenizer").is_dir():
         return load_tokenizer(spec)
-    try:
+    # a damaged tokenizer.json: the tokenizers library raises a bare Exception
+    with unloadable_as(f"cannot load the tokenizer of {path}", f"its tokenizer/ folder is damaged: retrain the "
+                       f"stage, or delete {path / 'tokenizer'} to use the base model's"):
         tok = AutoTokenizer.from_pretrained(path / "tokenizer", trust_remote_code=spec.trust_remote_code)
-    except Exception as e:  # a damaged tokenizer.json: the tokenizers library raises a bare Exception
-        if (why := unloadable(e)) is None:
-            raise
-        raise AlignError(f"cannot load the tokenizer of {path}: {why}",
-                         hint=f"its tokenizer/ folder is damaged: retrain the stage, or delete {path / 'tokenizer'} "
-                              "to use the base model's") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

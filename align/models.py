@@ -101,7 +101,7 @@ def _converted(gguf: Path, dest: Path) -> Path:
             gguf_utils.tqdm = functools.partial(plain_tqdm, disable=True)
         try:
             with console.step(f"converting {gguf.name} to safetensors in {dest} (once)"), _gguf_read_once(), \
-                    _unloadable_as(f"cannot convert the GGUF file {gguf}", "is it a complete GGUF file of a model "
+                    unloadable_as(f"cannot convert the GGUF file {gguf}", "is it a complete GGUF file of a model "
                                    "transformers supports? (a download cut short, or another format)"):
                 tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
                 model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
@@ -168,13 +168,10 @@ def cached_folder(dest: Path, marker: str, write: Callable[[Path], None]) -> Pat
 def load_tokenizer(spec: ModelSpec, source: str | None = None) -> PreTrainedTokenizerBase:
     """The model's tokenizer, with a pad token and, if the recipe gives one, its chat template."""
     source = source or resolve_model(spec.name)
-    try:
+    # missing files, no network, a damaged tokenizer.json (the tokenizers raise Exception)
+    with unloadable_as(f"cannot load the tokenizer of '{spec.name}'",
+                       "check model.name: a hub id needs internet or a cached copy"):
         tok = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    except Exception as e:  # missing files, no network, a damaged tokenizer.json (the tokenizers raise Exception)
-        if (why := unloadable(e)) is None:
-            raise
-        raise AlignError(f"cannot load the tokenizer of '{spec.name}': {why}",
-                         hint="check model.name: a hub id needs internet or a cached copy") from None
     if spec.chat_template:
         tok.chat_template = CHATML if spec.chat_template == "chatml" else Path(spec.chat_template).read_text()
     if tok.chat_template:  # a template that is no Jinja fails when first applied, deep in a stage: said here
@@ -186,6 +183,8 @@ def load_tokenizer(spec: ModelSpec, source: str | None = None) -> PreTrainedToke
             source = f"model.chat_template {spec.chat_template}" if spec.chat_template else f"the model {spec.name}"
             raise AlignError(f"the chat template of {source} is not a Jinja template: line {e.lineno}: {e.message}",
                              hint="fix the template, or set model.chat_template: chatml") from None
+        except Exception:  # a valid template may refuse this one-message conversation (one requiring a system
+            pass           # turn): only its syntax is checked here
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -282,14 +281,10 @@ def _load_base(spec: ModelSpec, source: str, head: Head, tok: PreTrainedTokenize
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=kwargs["dtype"])
         kwargs["device_map"] = {"": distributed.device()}  # this rank's GPU (bitsandbytes quantizes there)
-    try:
+    # unknown hub id, no network, missing or damaged files: the library says which
+    with unloadable_as(f"cannot load model '{label or spec.name}'", "check model.name (a hub id needs internet or "
+                       "a cached copy; a local folder needs config.json and weights)"):
         model = _HEAD_CLASSES[head].from_pretrained(source, **kwargs)
-    except Exception as e:  # unknown hub id, no network, missing or damaged files: the library says which
-        if (why := unloadable(e)) is None:
-            raise
-        raise AlignError(f"cannot load model '{label or spec.name}': {why}",
-                         hint="check model.name (a hub id needs internet or a cached copy; a local "
-                              "folder needs config.json and weights)") from None
     model.config.pad_token_id = tok.pad_token_id  # reward/value heads find the last token through it
     return model
 
@@ -350,31 +345,28 @@ def _load_chain(artifact: Path, spec: ModelSpec, head: Head, tok: PreTrainedToke
                                                                                   head, tok)
     # an adapter trained under another head (SFT's, for a reward model) still fits the shared backbone:
     # load it as a task-free PeftModel, which assumes nothing about the head
-    try:
+    # peft and safetensors raise several types for a missing or damaged adapter
+    with unloadable_as(f"cannot load the adapter of {artifact}", f"its files are missing or damaged, or it was "
+                       f"trained on another model than {spec.name}; retrain it (align run RECIPE --force "
+                       f"{artifact.name})"):
         config = PeftConfig.from_pretrained(artifact / "adapter")
         config.task_type = None
         return PeftModel.from_pretrained(base, artifact / "adapter", config=config).merge_and_unload()
-    except Exception as e:  # peft and safetensors raise several types for a missing or damaged adapter
-        if (why := unloadable(e)) is None:
-            raise
-        raise AlignError(f"cannot load the adapter of {artifact}: {why}",
-                         hint=f"its files are missing or damaged, or it was trained on another model than "
-                              f"{spec.name}; retrain it (align run RECIPE --force {artifact.name})") from None
 
 
 @contextlib.contextmanager
-def _unloadable_as(what: str, hint: str) -> Iterator[None]:
-    """An error `unloadable` recognizes (a file that is not what the loader expects) as the AlignError
-    '{what}: {why}'; any other error stays a bug to report."""
+def unloadable_as(what: str, hint: str) -> Iterator[None]:
+    """Loading files inside: an error `_unloadable` recognizes (a file that is not what the loader expects) becomes
+    the AlignError '{what}: {why}'; any other error stays a bug to report."""
     try:
         yield
     except Exception as e:
-        if isinstance(e, AlignError) or (why := unloadable(e)) is None:
+        if isinstance(e, AlignError) or (why := _unloadable(e)) is None:
             raise
         raise AlignError(f"{what}: {why}", hint=hint) from None
 
 
-def unloadable(e: BaseException) -> str | None:
+def _unloadable(e: BaseException) -> str | None:
     """Why a model, adapter or tokenizer could not be read from its files (missing, truncated, not what the
     loader expects, of another shape than the model), or None when `e` is not such an error: a bug to report."""
     from safetensors import SafetensorError

@@ -111,6 +111,18 @@ def test_chat_template_missing_is_an_error_with_the_fix(tiny_tokenizer_only_dir)
     models.require_chat_template(models.load_tokenizer(fixed), fixed)
 
 
+def test_a_chat_template_is_checked_for_its_syntax_only(tiny_model_dir, tmp_path):
+    """A template that is no Jinja is refused at load; one that refuses a lone user turn (it wants a system turn
+    first) is a valid template and loads."""
+    picky = tmp_path / "picky.jinja"
+    picky.write_text("{% if messages[0]['role'] != 'system' %}{{ raise_exception('system first') }}{% endif %}x")
+    assert models.load_tokenizer(spec(tiny_model_dir, chat_template=str(picky))).chat_template == picky.read_text()
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% if %}")
+    with pytest.raises(AlignError, match="is not a Jinja template: line 1"):
+        models.load_tokenizer(spec(tiny_model_dir, chat_template=str(broken)))
+
+
 def test_unfinished_artifact_is_refused(tiny_model_dir, tmp_path):
     (tmp_path / "sft").mkdir()
     with pytest.raises(AlignError, match="not a finished stage artifact"):
