@@ -205,6 +205,16 @@ def align_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 6
     return subprocess.run([script, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
 
 
+def refused(*args: str, cwd: Path, expected: str, env: dict | None = None, timeout: float = 60) -> str:
+    """Run the `align` script and assert that it refused the request as a user should see it: exit 2, `expected`
+    in its output, no traceback, no internal error. Returns the output."""
+    out = align_cli(*args, cwd=cwd, env=env, timeout=timeout)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text[-3000:]
+    assert expected in text and "Traceback" not in text and "internal error" not in text, text[-3000:]
+    return text
+
+
 def _stage(extra: str) -> str:
     return RECIPE + extra
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import chat, write_jsonl
-from tests.test_bad_inputs import GOOD, RECIPE, _stage, align_cli
+from tests.test_bad_inputs import GOOD, RECIPE, _stage, align_cli, refused
 from tests.test_run_folder_safety import snapshot
 
 BIG = "1" + "0" * 400  # an integer no float holds
@@ -127,10 +127,7 @@ def test_bad_input_exits_2_and_writes_nothing(name, tmp_path):
     for rel, content in files.items():
         (tmp_path / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
     before = snapshot(tmp_path)
-    out = align_cli(*args, cwd=tmp_path)
-    text = out.stdout + out.stderr
-    assert out.returncode == 2, text
-    assert expected in text and "Traceback" not in text and "internal error" not in text, text
+    text = refused(*args, cwd=tmp_path, expected=expected)
     assert "object at 0x" not in text  # no placeholder of a refused value in a second message
     assert snapshot(tmp_path) == before
 
@@ -233,10 +230,7 @@ def test_bad_input_on_a_finished_run_exits_2_and_changes_nothing(name, run):
     if tamper:
         tamper(run)
     before = snapshot(run.parent)
-    out = align_cli(*args, cwd=run.parent, timeout=300)
-    text = out.stdout + out.stderr
-    assert out.returncode == 2, text[-3000:]
-    assert expected in text and "Traceback" not in text and "internal error" not in text, text[-3000:]
+    refused(*args, cwd=run.parent, expected=expected, timeout=300)
     assert snapshot(run.parent) == before
 
 
@@ -262,9 +256,7 @@ def test_a_run_that_cannot_train_exits_2_naming_the_setting(tmp_path, tiny_model
     (tmp_path / "home").mkdir()
     write_jsonl(tmp_path / "chat.jsonl", [chat("what is two plus two", "four is the answer")] * 4)
     (tmp_path / "r.yaml").write_text(TINY_RECIPE.format(model=tiny_model_dir, out="run"))
-    out = align_cli("run", "r.yaml", setting, cwd=tmp_path, timeout=300)
-    text = out.stdout + out.stderr
-    assert out.returncode == 2 and expected in text and "Traceback" not in text, text[-3000:]
+    refused("run", "r.yaml", setting, cwd=tmp_path, expected=expected, timeout=300)
     assert not (tmp_path / "run" / "sft").exists()
 
 
